@@ -1,0 +1,22 @@
+"""Pure, differentiable physics: redshift, resampling, line spread, normalisation.
+
+Shapes: spectra ``(N, L)``, wavelength grids ``(L,)`` in vacuum Angstrom, redshifts
+``(N,)``. Every function works in the dtype of its inputs (use float64 where sub-pixel
+shifts matter).
+"""
+
+from speculum.physics.lsf import apply_resolution_matrix, convolve_lsf, gaussian_kernel, gaussian_resolution_matrix
+from speculum.physics.normalization import NORMALIZATION_RANGE, median_normalization
+from speculum.physics.redshift import interp_linear, redshift_grid, resample_to_observed
+
+__all__ = [
+    "NORMALIZATION_RANGE",
+    "apply_resolution_matrix",
+    "convolve_lsf",
+    "gaussian_kernel",
+    "gaussian_resolution_matrix",
+    "interp_linear",
+    "median_normalization",
+    "redshift_grid",
+    "resample_to_observed",
+]
