@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from speculum.models.fastconv import BlockGeometry, block_forward
+from speculum.models.fastconv import BlockGeometry, block_forward, weight_transform
 from speculum.models.layers import MLP
 
 __all__ = ["SpectrumEncoder", "inpaint_masked"]
@@ -69,14 +69,17 @@ class ConvBlock(nn.Module):
         y = self.prelu(F.instance_norm(y))
         return F.max_pool1d(y, self.pool, self.pool, padding=self.pool // 2) if self.pool > 1 else y
 
-    def forward_fast(self, x: torch.Tensor) -> torch.Tensor:
-        """Same mathematics, channels last, ``(B, L, C_in) -> (B, L', C_out)``."""
-        length = x.shape[1]
+    def geometry(self, length: int) -> BlockGeometry:
+        """Tiling for inputs of ``length`` pixels (cached)."""
         g = self._geometry.get(length)
         if g is None:
             c_out, c_in, _ = self.weight.shape
             g = self._geometry[length] = BlockGeometry.choose(length, self.kernel, self.pool, c_in, c_out)
-        return block_forward(x, self.weight, self.prelu.weight, g)
+        return g
+
+    def forward_fast(self, x: torch.Tensor, wf: tuple[torch.Tensor, ...] | None = None) -> torch.Tensor:
+        """Same mathematics, channels last, ``(B, L, C_in) -> (B, L', C_out)``."""
+        return block_forward(x, self.weight, self.prelu.weight, self.geometry(x.shape[1]), wf=wf)
 
 
 class SpectrumEncoder(nn.Module):
@@ -131,11 +134,17 @@ class SpectrumEncoder(nn.Module):
                 x = block.forward_direct(x)
             h, a = x.split(self.n_feature, dim=1)
             return (h * torch.softmax(a, dim=-1)).sum(-1)
+        # geometry and transformed weights once per call, shared by all chunks
+        lengths, length = [], y.shape[1]
+        for block in self.blocks:
+            lengths.append(length)
+            length = block.geometry(length).n_pooled
+        wfs = [weight_transform(b.weight, b.geometry(n)) for b, n in zip(self.blocks, lengths, strict=True)]
         out = []
         for chunk in y.split(self.chunk_size):
             x = chunk[:, :, None]
-            for block in self.blocks:
-                x = block.forward_fast(x)
+            for block, wf in zip(self.blocks, wfs, strict=True):
+                x = block.forward_fast(x, wf)
             h, a = x.split(self.n_feature, dim=2)
             out.append((h * torch.softmax(a, dim=1)).sum(1))
         return torch.cat(out)

@@ -31,7 +31,7 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-__all__ = ["BlockGeometry", "block_forward"]
+__all__ = ["BlockGeometry", "block_forward", "weight_transform"]
 
 
 @dataclass(frozen=True)
@@ -113,12 +113,32 @@ def _dft_matrices(n: int, m: int, k: int) -> tuple[torch.Tensor, torch.Tensor, t
     return fwd, inv, torch.cos(ang_w), torch.sin(ang_w)
 
 
-def _tiled_conv(x: torch.Tensor, weight: torch.Tensor, g: BlockGeometry) -> torch.Tensor:
+def weight_transform(weight: torch.Tensor, g: BlockGeometry) -> tuple[torch.Tensor, ...]:
+    """Per-call transform of a conv weight ``(C_out, C_in, k)`` for :func:`block_forward`.
+
+    Toeplitz mode: one ``(C_in n, m C_out)`` matrix. DFT mode: the real and imaginary
+    parts of ``conj(DFT(w))``, ``(F, C_in, C_out)`` each. Compute it once per forward pass
+    and share it between batch chunks (it is differentiable).
+    """
+    n, m, k = g.span, g.tile, g.kernel
+    if g.mode == "toeplitz":
+        wt = weight.permute(1, 2, 0)  # (C_in, k, C_out)
+        toep = torch.stack([F.pad(wt, (0, 0, u, n - k - u)) for u in range(m)], dim=2)  # (C_in, n, m, C_out)
+        return (toep.reshape(g.c_in * n, m * g.c_out),)
+    _, _, cos_w, sin_w = _dft_matrices(n, m, k)
+    nf = n // 2 + 1
+    w = weight.permute(2, 1, 0).reshape(k, -1)  # (k, C_in*C_out)
+    wr = (cos_w.to(weight).T @ w).view(nf, g.c_in, g.c_out)
+    wi = (sin_w.to(weight).T @ w).view(nf, g.c_in, g.c_out)
+    return wr, wi
+
+
+def _tiled_conv(x: torch.Tensor, wf: tuple[torch.Tensor, ...], g: BlockGeometry) -> torch.Tensor:
     """Correlation ``y[p] = sum_r w[r] x[p + r - k//2]`` at tile positions.
 
     Args:
         x: Input, channels last, shape ``(B, L, C_in)``.
-        weight: Conv1d weight, shape ``(C_out, C_in, k)``.
+        wf: :func:`weight_transform` of the conv weight ``(C_out, C_in, k)``.
 
     Returns:
         Outputs, shape ``(m, B, T, C_out)``; entry ``[u, b, t]`` is position
@@ -131,24 +151,20 @@ def _tiled_conv(x: torch.Tensor, weight: torch.Tensor, g: BlockGeometry) -> torc
     xp = F.pad(x, (0, 0, left, max(right, 0)))
     tiles = xp.unfold(1, n, m)  # (B, T, C_in, n) view
     if g.mode == "toeplitz":
-        wt = weight.permute(1, 2, 0)  # (C_in, k, C_out)
-        toep = torch.stack([F.pad(wt, (0, 0, u, n - k - u)) for u in range(m)], dim=2)  # (C_in, n, m, C_out)
-        y = tiles.reshape(b * t, g.c_in * n) @ toep.reshape(g.c_in * n, m * g.c_out)
+        y = tiles.reshape(b * t, g.c_in * n) @ wf[0]
         return y.view(b, t, m, g.c_out).permute(2, 0, 1, 3)
-    fwd, inv, cos_w, sin_w = (a.to(x.dtype) for a in _dft_matrices(n, m, k))
+    fwd, inv, _, _ = (a.to(x) for a in _dft_matrices(n, m, k))
     nf = n // 2 + 1
     ni = n - nf
     xt = tiles.permute(3, 0, 1, 2).reshape(n, -1)  # (n, B*T*C_in)
-    xf = (fwd.to(x.device) @ xt).view(n, b * t, g.c_in)
+    xf = (fwd @ xt).view(n, b * t, g.c_in)
     xr, xi = xf[:nf], xf[nf:]
-    # correlation theorem: Y_f = X_f conj(W_f); conj(W_f) = sum_r w_r exp(+2 pi i f r / n)
-    w = weight.permute(2, 1, 0).reshape(k, -1)  # (k, C_in*C_out)
-    wr = (cos_w.to(x.device).T @ w).view(nf, g.c_in, g.c_out)
-    wi = (sin_w.to(x.device).T @ w).view(nf, g.c_in, g.c_out)[1 : 1 + ni]
+    # correlation theorem: Y_f = X_f conj(W_f), four real GEMMs per complex bin
+    wr, wi = wf[0], wf[1][1 : 1 + ni]
     p = torch.bmm(xr, wr)
     yr = torch.cat([p[:1], torch.baddbmm(p[1 : 1 + ni], xi, wi, alpha=-1), p[1 + ni :]])
     yi = torch.baddbmm(torch.bmm(xr[1 : 1 + ni], wi), xi, wr[1 : 1 + ni])
-    y = inv.to(x.device) @ torch.cat([yr, yi]).view(n, -1)  # (m, B*T*C_out)
+    y = inv @ torch.cat([yr, yi]).view(n, -1)  # (m, B*T*C_out)
     return y.view(m, b, t, g.c_out)
 
 
@@ -173,8 +189,10 @@ def _moments(y: torch.Tensor, g: BlockGeometry) -> tuple[torch.Tensor, torch.Ten
     groups = []
     for t0, t1, u0, u1 in _valid_counts(g):
         part = y[u0:u1, :, t0:t1]
-        var, mean = torch.var_mean(part, dim=(0, 2), correction=0)
-        groups.append(((u1 - u0) * (t1 - t0), mean, var))
+        count = (u1 - u0) * (t1 - t0)
+        mean = part.sum(dim=(0, 2)) / count  # two passes: faster than var_mean on these strides
+        var = (part - mean[None, :, None]).square().sum(dim=(0, 2)) / count
+        groups.append((count, mean, var))
     return _merge(groups)
 
 
@@ -212,7 +230,12 @@ def _prelu(x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
 
 
 def block_forward(
-    x: torch.Tensor, weight: torch.Tensor, prelu: torch.Tensor, g: BlockGeometry, eps: float = 1e-5
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    prelu: torch.Tensor,
+    g: BlockGeometry,
+    eps: float = 1e-5,
+    wf: tuple[torch.Tensor, ...] | None = None,
 ) -> torch.Tensor:
     """``MaxPool(PReLU(InstanceNorm(Conv1d(x))))`` with bias-free conv, channels last.
 
@@ -222,11 +245,12 @@ def block_forward(
         prelu: PReLU slopes, shape ``(C_out,)``.
         g: Geometry from :meth:`BlockGeometry.choose`.
         eps: InstanceNorm epsilon.
+        wf: :func:`weight_transform` of ``weight`` (computed here if ``None``).
 
     Returns:
         Block output, shape ``(B, L_pooled, C_out)``.
     """
-    y = _tiled_conv(x, weight, g)  # (m, B, T, C)
+    y = _tiled_conv(x, weight_transform(weight, g) if wf is None else wf, g)  # (m, B, T, C)
     mean, var = _toeplitz_moments(x, weight, g) if g.mode == "toeplitz" else _moments(y, g)
     rstd = torch.rsqrt(var + eps)
     m, b, t, c = y.shape
