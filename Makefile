@@ -28,14 +28,15 @@ demo: $(VENV)/.demo
 	$(VENV)/bin/speculum demo --out demo-output
 
 lint: $(VENV)/.test
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/ruff format --check src tests benchmarks scripts
 
 test: lint
 	$(PY) -m pytest -m "not slow and not gpu"
 
 bench: $(VENV)/.test
 	$(PY) benchmarks/autoencoder.py --quick
+	$(PY) benchmarks/simulate.py --quick
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .ruff_cache

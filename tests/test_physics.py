@@ -140,3 +140,18 @@ def test_bad_input_names_argument(kwargs, message):
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
         resample_to_observed(**args)
+
+
+def test_resample_log_uniform_equals_general_resampling():
+    from speculum.instruments import DESI, SDSS
+    from speculum.physics import resample_log_uniform, resample_to_observed
+
+    log_start, log_step = 3.25, 1e-4
+    wave_rest = 10 ** (log_start + log_step * torch.arange(7000, dtype=torch.float64))
+    y = torch.randn(5, 7000, dtype=torch.float64)
+    z = torch.tensor([0.0, 0.1, 0.3, 0.5, 0.77], dtype=torch.float64)
+    for inst in (SDSS, DESI):
+        a, va = resample_log_uniform(y, log_start, log_step, z, inst.wave())
+        b, vb = resample_to_observed(y, wave_rest, z, inst.wave())
+        assert torch.equal(va, vb)
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-9)

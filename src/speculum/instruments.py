@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import enum
 from dataclasses import dataclass
 from functools import cached_property
 from importlib import resources
@@ -26,7 +27,22 @@ from importlib import resources
 import numpy as np
 import torch
 
-__all__ = ["BOSS", "DESI", "SDSS", "Instrument", "air_to_vacuum", "get_instrument", "sky_lines"]
+__all__ = ["BOSS", "DESI", "SDSS", "Instrument", "PixelMask", "air_to_vacuum", "get_instrument", "sky_lines"]
+
+
+class PixelMask(enum.IntFlag):
+    """Pixel-quality bits of speculum's ``mask`` column (0 = good pixel).
+
+    Readers translate each survey's own bitmask into these; the simulator sets them like a
+    pipeline would. Training and scoring use a pixel only where ``mask == 0`` and
+    ``ivar > 0``.
+    """
+
+    BAD = 1  # pipeline-flagged (SDSS and_mask bits, DESI mask != 0), or ivar <= 0
+    SKY_LINE = 2  # near a bright night-sky line (the instrument's sky mask)
+    COSMIC_RAY = 4
+    BAD_COLUMN = 8
+    NO_DATA = 16  # the file does not cover this pixel of the instrument grid
 
 
 def air_to_vacuum(wave_air: np.ndarray) -> np.ndarray:
@@ -113,6 +129,12 @@ class Instrument:
     def wave(self, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None) -> torch.Tensor:
         """Observed wavelengths as a tensor of shape ``(L,)``."""
         return torch.as_tensor(np.array(self.wave_obs), dtype=dtype, device=device)
+
+    def pixel_coordinate(self, wavelength: torch.Tensor) -> torch.Tensor:
+        """Fractional pixel index of ``wavelength`` (Angstrom) on this grid, any shape."""
+        if self.log_spaced:
+            return (torch.log10(wavelength) - self.wave_start) / self.step
+        return (wavelength - self.wave_start) / self.step
 
     def pixel_of(self, wavelength: float) -> int:
         """Index of the pixel whose centre is closest to ``wavelength`` (Angstrom)."""

@@ -1,10 +1,20 @@
-"""Typer application: one verb (group) per method."""
+"""Typer application: verbs follow the pipeline; the only code that prints.
+
+speculum simulate --n 4096 --out sim/
+speculum train sim/ --out run/            (add --resume after an interruption)
+speculum reconstruct run/model.safetensors sim/ --out run/reconstructions.parquet
+speculum report run/ sim/ run/reconstructions.parquet --out run/report.html
+speculum demo                              (all of the above, small and quick)
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -13,7 +23,28 @@ app = typer.Typer(
     help="speculum: machine-learning methods for astronomical spectra.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
+
+
+@contextmanager
+def _user_errors():
+    """Turn expected user mistakes into one readable line and exit code 2."""
+    from speculum.io import DataFormatError
+    from speculum.train import CheckpointError
+
+    try:
+        yield
+    except (ValueError, FileNotFoundError, FileExistsError, DataFormatError, CheckpointError, KeyError) as err:
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
+        typer.secho(f"error: {msg}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(2) from None
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
 
 
 @app.command()
@@ -32,82 +63,230 @@ def info() -> None:
 
 
 @app.command()
-def demo(
-    out: Path = typer.Option(Path("demo-output"), help="Folder for the checkpoint, figure and summary."),
-    n_train: int = typer.Option(2048, min=64, help="Simulated training spectra."),
-    n_test: int = typer.Option(128, min=8, help="Held-out simulated spectra."),
-    epochs: int = typer.Option(20, min=1, help="Training epochs."),
-    seed: int = typer.Option(0, help="Random seed."),
+def simulate(
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (Parquet shards + manifest.json)."),
+    n: int = typer.Option(4096, "--n", min=1, help="Number of spectra."),
+    instrument: str = typer.Option("SDSS", help="SDSS, BOSS or DESI."),
+    anomaly_rate: float = typer.Option(0.05, min=0.0, max=1.0, help="Fraction of labelled anomalies."),
+    anomaly_classes: str = typer.Option(
+        "agn,star_blend,reddened,odd_lines,pair,artefact", help="Comma-separated anomaly classes to draw from."
+    ),
+    redshift: str = typer.Option("sdss-mgs", help="Redshift distribution: sdss-mgs or uniform."),
+    z_min: float = typer.Option(0.01, help="Smallest redshift."),
+    z_max: float = typer.Option(None, help="Largest redshift (default: the instrument's limit)."),
+    snr: float = typer.Option(10.0, min=0.1, help="Median per-pixel S/N of the continuum."),
+    seed: int = typer.Option(0, help="Data-set seed: same seed, same spectra."),
+    shard_size: int = typer.Option(4096, min=1, help="Spectra per Parquet shard."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Simulate galaxy spectra, fit a small SPENDER autoencoder, reconstruct held-out ones.
+    """Simulate galaxy spectra with labelled anomalies and known truth.
 
-    Example: ``speculum demo --out demo-output --epochs 8``
+    Re-running the same command resumes: finished shards are verified and kept.
+
+    \b
+    Example: speculum simulate --n 10000 --instrument SDSS --anomaly-rate 0.05 --out sim/
     """
-    import torch
     from tqdm import tqdm
 
-    from speculum.models import AutoencoderConfig, SpectrumAutoencoder
-    from speculum.sim import toy_galaxy_spectra
-    from speculum.train import load_model, reduced_chi2, save_model
-    from speculum.train.fit import fit_autoencoder
+    from speculum.pipeline import simulate_dataset
+    from speculum.sim import SimConfig
 
-    logging.basicConfig(level=logging.WARNING)
-    torch.manual_seed(seed)
-    out.mkdir(parents=True, exist_ok=True)
+    _logging(verbose)
+    with _user_errors():
+        classes = tuple(c.strip() for c in anomaly_classes.split(",") if c.strip())
+        cfg = SimConfig(
+            instrument=instrument.upper(),
+            anomaly_rate=anomaly_rate,
+            anomaly_classes=classes,
+            redshift=redshift,
+            z_min=z_min,
+            z_max=z_max,
+            snr_median=snr,
+        )
+        t0 = time.perf_counter()
+        with tqdm(total=n, desc="simulating", unit="spectra") as bar:
+            simulate_dataset(out, n, cfg, seed=seed, shard_size=shard_size, progress=lambda k: bar.update(k - bar.n))
+    dt = time.perf_counter() - t0
+    typer.echo(f"wrote {n} {cfg.instrument} spectra to {out} in {dt:.1f} s ({n / dt:,.0f} spectra/s)")
+
+
+@app.command()
+def train(
+    data: Path = typer.Argument(..., help="Shard folder from `speculum simulate` or `speculum ingest`."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder (checkpoint.pt, model.safetensors, history.json)."),
+    preset: str = typer.Option("small", help="Model size: small (CPU demo) or paper (Melchior et al. 2023)."),
+    n_latent: int = typer.Option(None, min=1, help="Latent dimension (default: the preset's)."),
+    epochs: int = typer.Option(20, min=1),
+    batch_size: int = typer.Option(64, min=1, help="Global batch size (split across torchrun ranks)."),
+    lr: float = typer.Option(3e-3, help="Peak learning rate of the one-cycle schedule."),
+    patience: int = typer.Option(5, min=0, help="Early stopping patience in epochs (0: off)."),
+    checkpoint_every: int = typer.Option(200, min=1, help="Checkpoint every N optimizer steps (and every epoch)."),
+    precision: str = typer.Option("auto", help="fp32, bf16, or auto (bf16 on capable GPUs)."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N."),
+    seed: int = typer.Option(0),
+    limit: int = typer.Option(None, min=1, help="Use at most this many training spectra."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Train a SPENDER autoencoder; resumable, and DDP under torchrun.
+
+    \b
+    Example: speculum train sim/ --out run/ --epochs 30
+    Resume:  speculum train sim/ --out run/ --epochs 30 --resume
+    Scale:   torchrun --nproc-per-node 4 -m speculum train sim/ --out run/
+    """
+    import dataclasses
+
+    import torch
+
+    from speculum.io import SpectraSet
+    from speculum.pipeline import PRESETS, train_autoencoder
+    from speculum.train import TrainConfig
+
+    _logging(verbose)
+    with _user_errors():
+        if preset not in PRESETS:
+            raise ValueError(f"--preset: expected one of {sorted(PRESETS)}, got {preset!r}")
+        _init_distributed()
+        mcfg = None
+        if not (resume and (out / "checkpoint.pt").exists()):
+            mcfg = PRESETS[preset](SpectraSet.open(data).instrument.name)
+            if n_latent is not None:
+                mcfg = dataclasses.replace(mcfg, n_latent=n_latent)
+        tcfg = TrainConfig(
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            patience=patience,
+            checkpoint_every=checkpoint_every,
+            precision=precision,
+            seed=seed,
+        )
+        summary = train_autoencoder(
+            data, out, mcfg, tcfg, resume=resume, device=device, progress=sys.stderr.isatty() or verbose, limit=limit
+        )
+    if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
+        typer.echo(
+            f"trained on {summary['n_train']} spectra for {summary['epochs_run']} epochs "
+            f"in {summary['train_seconds']} s; "
+            f"best validation median reduced chi2 {summary['best_val_chi2']:.3f}; model: {summary['model']}"
+        )
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+def _init_distributed() -> None:
+    import torch
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        torch.distributed.init_process_group(backend)
+
+
+@app.command()
+def reconstruct(
+    model: Path = typer.Argument(..., help="model.safetensors from `speculum train`."),
+    data: Path = typer.Argument(..., help="Shard folder to encode and reconstruct."),
+    out: Path = typer.Option(..., "--out", "-o", help="Parquet file: object_id, z, latents, reduced_chi2, ..."),
+    split: str = typer.Option(None, help="Only this split: train, val or test."),
+    batch_size: int = typer.Option(256, min=1),
+    device: str = typer.Option("auto"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Encode spectra to latents and score their reconstructions.
+
+    \b
+    Example: speculum reconstruct run/model.safetensors sim/ --out run/reconstructions.parquet
+    """
+    import numpy as np
+
+    from speculum.pipeline import reconstruct as run
+
+    _logging(verbose)
+    with _user_errors():
+        res = run(model, data, out, split=split, batch_size=batch_size, device=device)
+    typer.echo(
+        f"reconstructed {len(res['object_id'])} spectra; median reduced chi2 {np.nanmedian(res['reduced_chi2']):.3f}; "
+        f"wrote {out}"
+    )
+
+
+@app.command()
+def report(
+    run: Path = typer.Argument(..., help="Run folder of `speculum train`."),
+    data: Path = typer.Argument(..., help="Shard folder that was reconstructed."),
+    reconstructions: Path = typer.Argument(..., help="Parquet file of `speculum reconstruct`."),
+    out: Path = typer.Option(..., "--out", "-o", help="HTML file to write."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Write a self-contained HTML report (training curves, reconstructions, chi2, latents).
+
+    \b
+    Example: speculum report run/ sim/ run/reconstructions.parquet --out run/report.html
+    """
+    from speculum.pipeline import make_report
+
+    _logging(verbose)
+    with _user_errors():
+        path = make_report(run, data, reconstructions, out)
+    typer.echo(f"report: {path}")
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("demo-output"), help="Folder for data, run, reconstructions and report.html."),
+    n: int = typer.Option(8192, min=256, help="Simulated SDSS spectra (80/10/10 % train/val/test by id hash)."),
+    epochs: int = typer.Option(16, min=1, help="Training epochs."),
+    seed: int = typer.Option(0, help="Random seed."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """The main job on built-in data: simulate -> train (small model) -> reconstruct -> report.
+
+    Takes about 7 minutes on 2 CPU cores with the defaults. Re-running resumes.
+
+    \b
+    Example: speculum demo --out demo-output
+    """
+    import numpy as np
+    from tqdm import tqdm
+
+    from speculum.pipeline import make_report, reconstruct, simulate_dataset, train_autoencoder
+    from speculum.sim import SimConfig
+    from speculum.train import TrainConfig
+
+    _logging(verbose)
     t0 = time.perf_counter()
-    data = toy_galaxy_spectra(n_train + n_test, "SDSS", snr=20.0, seed=seed)
-    y, w, z = data.flux, data.weights, data.z
-    tr, te = slice(0, n_train), slice(n_train, None)
-    # reduced encoder widths for a CPU demo of a few minutes; the decoder is the paper's
-    cfg = AutoencoderConfig(instrument="SDSS", n_latent=6, encoder_channels=(32, 64, 128))
-    model = SpectrumAutoencoder(cfg)
-    typer.echo(f"simulated {len(y)} SDSS spectra; training {sum(p.numel() for p in model.parameters()):,} parameters")
-    bar = tqdm(total=epochs, desc="training", unit="epoch")
-
-    def progress(epoch: int, loss: float) -> None:
-        bar.set_postfix(loss=f"{loss:.3f}")
-        bar.update(1)
-
-    fit_autoencoder(model, y[tr], w[tr], z[tr], epochs=epochs, batch_size=64, lr=2e-3, seed=seed, callback=progress)
-    bar.close()
-    path = save_model(model, out / "autoencoder.safetensors")
-    model = load_model(path)
-    with torch.no_grad():
-        res = model(y[te], w[te], z[te])
-    chi2 = reduced_chi2(y[te], w[te] * res.valid, res.observed)
-    summary = {
-        "n_train": n_train,
-        "n_test": n_test,
-        "epochs": epochs,
-        "median_reduced_chi2_test": float(chi2.nanmedian()),
+    with _user_errors():
+        data, run = out / "data", out / "run"
+        cfg = SimConfig(instrument="SDSS", anomaly_rate=0.05)
+        with tqdm(total=n, desc="simulating", unit="spectra") as bar:
+            simulate_dataset(data, n, cfg, seed=seed, progress=lambda k: bar.update(k - bar.n))
+        tcfg = TrainConfig(epochs=epochs, batch_size=64, lr=3e-3, patience=0, seed=seed)
+        resume = (run / "checkpoint.pt").exists()
+        summary = train_autoencoder(data, run, None, tcfg, resume=resume, progress=True)
+        typer.echo(f"trained {summary['epochs_run']} epochs in {summary['train_seconds']} s")
+        rec = reconstruct(run / "model.safetensors", data, run / "reconstructions.parquet", split="test")
+        html = make_report(run, data, run / "reconstructions.parquet", out / "report.html")
+    chi2 = np.asarray(rec["reduced_chi2"])
+    normal = np.asarray(rec.get("truth_class", np.array(["normal"] * len(chi2)))) == "normal"
+    result = {
+        "n_spectra": n,
+        "n_train": summary["n_train"],
+        "n_test": len(chi2),
+        "epochs": summary["epochs_run"],
+        "median_reduced_chi2_test": round(float(np.nanmedian(chi2)), 4),
+        "median_reduced_chi2_test_normal": round(float(np.nanmedian(chi2[normal])), 4),
+        "median_reduced_chi2_test_anomalies": round(float(np.nanmedian(chi2[~normal])), 4) if (~normal).any() else None,
         "wall_s": round(time.perf_counter() - t0, 1),
-        "checkpoint": str(path),
+        "report": str(html),
     }
-    _plot(out / "reconstructions.png", model, y[te][:4], w[te][:4], z[te][:4], res, chi2[:4])
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    typer.echo(json.dumps(summary, indent=2))
-    typer.echo(f"figure: {out / 'reconstructions.png'}")
+    from speculum.io import atomic_write_text
 
-
-def _plot(path: Path, model, y, w, z, res, chi2) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    wave = model.wave_obs.numpy()
-    fig, axes = plt.subplots(len(y), 1, figsize=(10, 2.2 * len(y)), sharex=True)
-    for i, ax in enumerate(axes):
-        good = (w[i] > 0).numpy()
-        ax.plot(wave[good], y[i].numpy()[good], lw=0.5, color="0.5", label="simulated data")
-        ax.plot(wave, res.observed[i].numpy(), lw=0.8, color="C3", label="autoencoder")
-        ax.set_ylabel("flux")
-        ax.set_title(f"z = {float(z[i]):.3f}, reduced chi2 = {float(chi2[i]):.2f}", fontsize=9)
-    axes[0].legend(fontsize=8)
-    axes[-1].set_xlabel("observed wavelength [A]")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    atomic_write_text(out / "summary.json", json.dumps(result, indent=2))
+    typer.echo(json.dumps(result, indent=2))
+    typer.echo(f"open {html} in a browser")
 
 
 def main() -> None:

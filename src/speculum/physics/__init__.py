@@ -7,7 +7,7 @@ shifts matter).
 
 from speculum.physics.lsf import apply_resolution_matrix, convolve_lsf, gaussian_kernel, gaussian_resolution_matrix
 from speculum.physics.normalization import NORMALIZATION_RANGE, median_normalization
-from speculum.physics.redshift import interp_linear, redshift_grid, resample_to_observed
+from speculum.physics.redshift import interp_linear, redshift_grid, resample_log_uniform, resample_to_observed
 
 __all__ = [
     "NORMALIZATION_RANGE",
@@ -18,5 +18,6 @@ __all__ = [
     "interp_linear",
     "median_normalization",
     "redshift_grid",
+    "resample_log_uniform",
     "resample_to_observed",
 ]

@@ -1,5 +1,26 @@
 """Simulators with known truth."""
 
-from speculum.sim.toy import EMISSION_LINES, ToySpectra, toy_galaxy_spectra
+from speculum.sim.galaxy import (
+    ANOMALY_CLASSES,
+    BLOCK_SIZE,
+    CLASSES,
+    NARROW_LINES,
+    GalaxySimulator,
+    SimConfig,
+    SimulatedSpectra,
+    simulate_spectra,
+)
+from speculum.sim.templates import Templates, load_templates
 
-__all__ = ["EMISSION_LINES", "ToySpectra", "toy_galaxy_spectra"]
+__all__ = [
+    "ANOMALY_CLASSES",
+    "BLOCK_SIZE",
+    "CLASSES",
+    "NARROW_LINES",
+    "GalaxySimulator",
+    "SimConfig",
+    "SimulatedSpectra",
+    "Templates",
+    "load_templates",
+    "simulate_spectra",
+]

@@ -1,6 +1,17 @@
-"""Losses and the checkpoint format shared by every trainer."""
+"""The one trainer, the losses and the checkpoint formats shared by every method."""
 
 from speculum.train.checkpoint import SCHEMA_VERSION, CheckpointError, load_model, save_model
 from speculum.train.losses import fiducial_loss, reduced_chi2
+from speculum.train.trainer import TrainConfig, Trainer, load_checkpoint
 
-__all__ = ["SCHEMA_VERSION", "CheckpointError", "fiducial_loss", "load_model", "reduced_chi2", "save_model"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "CheckpointError",
+    "TrainConfig",
+    "Trainer",
+    "fiducial_loss",
+    "load_checkpoint",
+    "load_model",
+    "reduced_chi2",
+    "save_model",
+]

@@ -1,0 +1,712 @@
+"""Galaxy spectra with known truth and labelled anomalies, observed through an instrument.
+
+Restframe model (vacuum, log10 grid of 1e-4 dex from 1800 to 10500 A):
+
+* **Stars**: BC03 simple stellar populations (10 ages x 4 metallicities) combined by a
+  delayed-tau star-formation history ``SFR(t) ~ t exp(-t / tau)`` with optional quenching
+  and a recent burst, metallicity interpolated in ``log Z``.
+* **Velocity dispersion and instrument resolution**: the SSPs are pre-broadened to a
+  ladder of total Gaussian widths ``sqrt(sigma_v^2 + sigma_instrument^2)`` and each
+  galaxy interpolates linearly between the two nearest rungs.
+* **Dust**: Calzetti et al. (2000) attenuation of the stars (``A_V``) and of the
+  nebular lines (``A_V / 0.44``).
+* **Emission lines** (Halpha, Hbeta, Hgamma, Hdelta, [O II] 3726/3729, [Ne III],
+  [O III] 4959/5007, He I, [O I], [N II] 6548/6583, [S II] 6716/6731): Halpha equivalent
+  width from the specific star-formation rate, Case-B Balmer ratios, [N II]/Halpha and
+  [O III]/Hbeta drawn below the Kauffmann et al. (2003) star-forming locus (or
+  LINER-like for quenched galaxies), fixed doublet ratios (3.05, 2.98) and density-
+  sensitive ones ([O II], [S II]) drawn in their physical ranges.
+
+Observation: redshift (the physics module's :func:`resample_log_uniform`, the same
+forward model the autoencoder uses), lines rendered analytically at ``lambda (1 + z)``
+with the instrument resolution, a sky spectrum (smooth continuum plus the shipped
+night-sky lines), Poisson-like noise whose variance follows object + sky, so noise is
+larger at sky lines; cosmic rays and bad columns are added and flagged in the mask (with
+``ivar = 0``) as a pipeline would, and pixels near bright sky lines carry the
+``SKY_LINE`` bit. Observed flux densities equal the restframe ones at ``lambda / (1+z)``
+(no ``(1+z)`` dimming: amplitudes are drawn directly).
+
+Anomalies (rate and classes configurable), each with its wavelength windows in the truth:
+
+* ``agn``: broad Balmer and Mg II lines (FWHM 2000-8000 km/s) plus a power-law continuum;
+* ``star_blend``: a MaStar star at ``z ~ 0`` adding 20-60 % of the flux;
+* ``reddened``: ``A_V`` = 2.5-5 mag;
+* ``odd_lines``: extreme [O III]/Hbeta and [Ne III], or double-peaked lines;
+* ``pair``: a second galaxy at a higher redshift adding 30-60 % of the flux;
+* ``artefact``: an *unflagged* instrumental artefact (spike, bad column, or flux step).
+
+Everything is drawn from a seed, in blocks of 512 objects seeded by ``(seed, block)``,
+so object ``i`` is the same whichever range it is simulated in.
+
+Example:
+    >>> sim = GalaxySimulator(SimConfig(instrument="SDSS", anomaly_rate=0.1))
+    >>> batch = sim.simulate(8, seed=1)
+    >>> batch.flux.shape, batch.z.shape
+    ((8, 3921), (8,))
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from speculum.instruments import Instrument, PixelMask, get_instrument, sky_lines
+from speculum.physics import NORMALIZATION_RANGE, convolve_lsf, gaussian_kernel, resample_log_uniform
+from speculum.sim.templates import Templates, load_templates
+
+__all__ = [
+    "ANOMALY_CLASSES",
+    "BLOCK_SIZE",
+    "CLASSES",
+    "NARROW_LINES",
+    "GalaxySimulator",
+    "SimConfig",
+    "SimulatedSpectra",
+    "simulate_spectra",
+]
+
+C_KMS = 299_792.458
+ANOMALY_CLASSES = ("agn", "star_blend", "reddened", "odd_lines", "pair", "artefact")
+CLASSES = ("normal", *ANOMALY_CLASSES)
+BLOCK_SIZE = 512
+
+NARROW_LINES = {
+    "[OII]3726": 3727.092,
+    "[OII]3729": 3729.875,
+    "[NeIII]3869": 3869.86,
+    "Hdelta": 4102.89,
+    "Hgamma": 4341.68,
+    "Hbeta": 4862.68,
+    "[OIII]4959": 4960.295,
+    "[OIII]5007": 5008.240,
+    "HeI5876": 5877.25,
+    "[OI]6300": 6302.046,
+    "[NII]6548": 6549.86,
+    "Halpha": 6564.61,
+    "[NII]6583": 6585.27,
+    "[SII]6716": 6718.29,
+    "[SII]6731": 6732.67,
+}
+"""Vacuum restframe wavelengths (Angstrom) of the simulated narrow emission lines."""
+
+BROAD_LINES = {"MgII2799": 2799.12, "Hdelta": 4102.89, "Hgamma": 4341.68, "Hbeta": 4862.68, "Halpha": 6564.61}
+_BROAD_RATIO = torch.tensor([1.6 / 3.1, 0.25 / 3.1, 0.45 / 3.1, 1 / 3.1, 1.0])  # relative to Halpha
+
+# observed-frame windows (A) of strong stellar features, for star + galaxy blends
+STAR_FEATURES = ((3925, 3980), (4290, 4320), (5160, 5200), (5885, 5900), (6555, 6575), (7050, 7250), (8490, 8670))
+_SIGMA_LADDER = (55.0, 80.0, 115.0, 160.0, 220.0, 300.0, 400.0)  # total km/s
+_SIGMA_TEMPLATE = 58.0  # intrinsic resolution of the BC03 (STELIB/MILES) SSPs, km/s
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """What to simulate. Saved with every simulated data set.
+
+    Attributes:
+        instrument: ``"SDSS"``, ``"BOSS"`` or ``"DESI"``.
+        anomaly_rate: Fraction of spectra that are anomalies.
+        anomaly_classes: Which anomaly classes to draw from (uniformly).
+        redshift: ``"sdss-mgs"`` (``dN/dz ~ z^2 exp(-(z/0.071)^1.5)``, median 0.10, like
+            the SDSS main galaxy sample) or ``"uniform"``.
+        z_min: Smallest redshift.
+        z_max: Largest redshift; ``None`` means the instrument's upper limit.
+        snr_median: Median per-pixel S/N of the continuum.
+        snr_scatter_dex: Log-normal scatter of the S/N (brighter galaxies have higher S/N).
+        sky_to_object: Range of the sky-to-object continuum ratio.
+        cosmic_rays: Mean number of (flagged) cosmic rays per spectrum.
+        bad_column_fraction: Fraction of spectra with one flagged bad column.
+    """
+
+    instrument: str = "SDSS"
+    anomaly_rate: float = 0.05
+    anomaly_classes: tuple[str, ...] = ANOMALY_CLASSES
+    redshift: str = "sdss-mgs"
+    z_min: float = 0.01
+    z_max: float | None = None
+    snr_median: float = 10.0
+    snr_scatter_dex: float = 0.2
+    sky_to_object: tuple[float, float] = (0.5, 3.0)
+    cosmic_rays: float = 1.0
+    bad_column_fraction: float = 0.05
+
+    def __post_init__(self) -> None:
+        inst = get_instrument(self.instrument)
+        if not 0.0 <= self.anomaly_rate <= 1.0:
+            raise ValueError(f"anomaly_rate: expected a fraction in [0, 1], got {self.anomaly_rate}")
+        unknown = set(self.anomaly_classes) - set(ANOMALY_CLASSES)
+        if unknown or (self.anomaly_rate > 0 and not self.anomaly_classes):
+            raise ValueError(
+                f"anomaly_classes: expected a non-empty subset of {ANOMALY_CLASSES}, got {unknown or '()'}"
+            )
+        if self.redshift not in ("sdss-mgs", "uniform"):
+            raise ValueError(f"redshift: expected 'sdss-mgs' or 'uniform', got {self.redshift!r}")
+        lo, hi = inst.z_range
+        z_max = hi if self.z_max is None else self.z_max
+        if not lo <= self.z_min < z_max <= hi:
+            raise ValueError(
+                f"z_min, z_max: expected {lo} <= z_min < z_max <= {hi} for {inst.name}, got {self.z_min}, {z_max}"
+            )
+        if self.snr_median <= 0:
+            raise ValueError(f"snr_median: expected > 0, got {self.snr_median}")
+
+    @property
+    def z_upper(self) -> float:
+        return get_instrument(self.instrument).z_range[1] if self.z_max is None else self.z_max
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SimConfig:
+        d = dict(d)
+        d["anomaly_classes"] = tuple(d.get("anomaly_classes", ANOMALY_CLASSES))
+        d["sky_to_object"] = tuple(d.get("sky_to_object", (0.5, 3.0)))
+        return cls(**d)
+
+
+@dataclass
+class SimulatedSpectra:
+    """Simulated spectra on the instrument grid, with their truth.
+
+    Attributes:
+        object_id: Identifiers, ``sim-<seed>-<index>``.
+        flux: Observed flux density, shape ``(N, L)``, float32.
+        ivar: Inverse variance, shape ``(N, L)``, float32 (0 where a pipeline would mask).
+        mask: :class:`~speculum.instruments.PixelMask` bits, shape ``(N, L)``, int32.
+        z: Redshifts, shape ``(N,)``.
+        noiseless: Object model without noise or artefacts, shape ``(N, L)``.
+        truth: Per-spectrum truth columns (``class``, ``snr``, ``a_v``, ``sigma_v``,
+            ``line_flux`` ``(N, n_lines)`` in the order of :data:`NARROW_LINES`, …,
+            ``anomaly_params`` as JSON text).
+        windows: Per spectrum, the observed wavelength windows ``(k, 2)`` in Angstrom
+            where the anomaly lives (empty for normal galaxies).
+    """
+
+    object_id: list[str]
+    flux: np.ndarray
+    ivar: np.ndarray
+    mask: np.ndarray
+    z: np.ndarray
+    noiseless: np.ndarray
+    truth: dict[str, np.ndarray]
+    windows: list[np.ndarray] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.object_id)
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Training weights: ``ivar`` where ``mask == 0``, else 0."""
+        return np.where(self.mask == 0, self.ivar, 0.0).astype(np.float32)
+
+    @staticmethod
+    def concatenate(parts: list[SimulatedSpectra]) -> SimulatedSpectra:
+        return SimulatedSpectra(
+            object_id=[o for p in parts for o in p.object_id],
+            flux=np.concatenate([p.flux for p in parts]),
+            ivar=np.concatenate([p.ivar for p in parts]),
+            mask=np.concatenate([p.mask for p in parts]),
+            z=np.concatenate([p.z for p in parts]),
+            noiseless=np.concatenate([p.noiseless for p in parts]),
+            truth={k: np.concatenate([p.truth[k] for p in parts]) for k in parts[0].truth},
+            windows=[w for p in parts for w in p.windows],
+        )
+
+    def columns(self, instrument: str) -> dict[str, object]:
+        """Rows as columns of the spectra shard format (truth prefixed ``truth_``)."""
+        cols: dict[str, object] = {
+            "object_id": list(self.object_id),
+            "survey": ["sim"] * len(self),
+            "instrument": [instrument] * len(self),
+            "z": self.z,
+            "z_err": np.zeros(len(self), dtype=np.float32),
+            "flux": self.flux,
+            "ivar": self.ivar,
+            "mask": self.mask,
+        }
+        cols.update({f"truth_{k}": v for k, v in self.truth.items()})
+        cols["truth_windows"] = [w.reshape(-1) for w in self.windows]
+        return cols
+
+    def select(self, idx: np.ndarray | slice) -> SimulatedSpectra:
+        ids = np.asarray(self.object_id)[idx]
+        return SimulatedSpectra(
+            object_id=list(ids),
+            flux=self.flux[idx],
+            ivar=self.ivar[idx],
+            mask=self.mask[idx],
+            z=self.z[idx],
+            noiseless=self.noiseless[idx],
+            truth={k: v[idx] for k, v in self.truth.items()},
+            windows=[self.windows[i] for i in np.arange(len(self))[idx]],
+        )
+
+
+class GalaxySimulator:
+    """Vectorised galaxy-spectrum simulator for one :class:`SimConfig`.
+
+    Construction pre-broadens the SSP basis for the instrument (a fraction of a second);
+    :meth:`simulate` is then deterministic in ``(seed, object index)``.
+    """
+
+    def __init__(self, config: SimConfig | None = None, templates: Templates | None = None) -> None:
+        self.config = config or SimConfig()
+        self.instrument: Instrument = get_instrument(self.config.instrument)
+        self.templates = templates or load_templates()
+        t = self.templates
+        self.wave_t = torch.from_numpy(np.array(t.wave))
+        self.wave_obs = self.instrument.wave(torch.float64)
+        self.ages = torch.from_numpy(t.ages)
+        self.log_metals = torch.from_numpy(np.log10(t.metallicities))
+        n_age, n_z = len(t.ages), len(t.metallicities)
+        # SSP order in the file: metallicity-major, age-minor
+        ssp = torch.from_numpy(np.array(t.ssp, dtype=np.float64)).reshape(n_z, n_age, -1)
+        self.sigma_inst = C_KMS / self.instrument.resolution / 2.3548
+        px_kms = C_KMS * math.log(10) * t.log_step
+        basis = []
+        for s_tot in _SIGMA_LADDER:
+            s_eff = math.sqrt(max(s_tot**2 - _SIGMA_TEMPLATE**2, 1.0)) / px_kms
+            kern = gaussian_kernel(s_eff)
+            basis.append(convolve_lsf(ssp.reshape(n_z * n_age, -1), kern).reshape(n_z, n_age, -1))
+        self.basis = torch.stack(basis).float()  # (K, n_z, n_age, L_t)
+        self.ladder = torch.tensor(_SIGMA_LADDER, dtype=torch.float64)
+        self.k_dust = torch.from_numpy(np.array(t.calzetti_k)).float()
+        self.stars = torch.from_numpy(np.array(t.stars)).float()
+        norm_sel = (self.wave_t > NORMALIZATION_RANGE[0]) & (self.wave_t < NORMALIZATION_RANGE[1])
+        self.norm_idx = torch.nonzero(norm_sel).squeeze(1)
+        self.idx_halpha = int(torch.argmin((self.wave_t - NARROW_LINES["Halpha"]).abs()))
+        self.narrow_wave = torch.tensor(list(NARROW_LINES.values()), dtype=torch.float64)
+        self.broad_wave = torch.tensor(list(BROAD_LINES.values()), dtype=torch.float64)
+        self.k_narrow = self._k_at(self.narrow_wave)
+        self.k_broad = self._k_at(self.broad_wave)
+        self.sky = self._sky_spectrum()
+        self.sky_line_wave = torch.from_numpy(sky_lines(20.0)[0])
+        self.dlam = torch.from_numpy(np.gradient(self.instrument.wave_obs))
+
+    # ------------------------------------------------------------------ public API
+    def simulate(self, n: int, seed: int = 0, start: int = 0) -> SimulatedSpectra:
+        """Simulate objects ``start … start + n - 1`` of the data set with ``seed``.
+
+        Args:
+            n: Number of spectra (>= 0).
+            seed: Data-set seed.
+            start: Index of the first object.
+
+        Returns:
+            :class:`SimulatedSpectra` with ``n`` rows.
+        """
+        parts = list(self.iter_blocks(n, seed, start))
+        if not parts:
+            return self._block(seed, 0).select(slice(0, 0))
+        return SimulatedSpectra.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    def iter_blocks(self, n: int, seed: int = 0, start: int = 0) -> Iterator[SimulatedSpectra]:
+        """Like :meth:`simulate`, but yields the rows block by block (bounded memory)."""
+        if n < 0 or start < 0:
+            raise ValueError(f"n, start: expected non-negative integers, got {n}, {start}")
+        stop = start + n
+        for b in range(start // BLOCK_SIZE, (stop - 1) // BLOCK_SIZE + 1 if n else 0):
+            lo, hi = max(start, b * BLOCK_SIZE), min(stop, (b + 1) * BLOCK_SIZE)
+            part = self._block(seed, b)
+            yield part if hi - lo == BLOCK_SIZE else part.select(slice(lo - b * BLOCK_SIZE, hi - b * BLOCK_SIZE))
+
+    # ------------------------------------------------------------------ pieces
+    def _k_at(self, wave: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(np.interp(wave.numpy(), self.templates.wave, self.templates.calzetti_k)).float()
+
+    def _sky_spectrum(self) -> torch.Tensor:
+        """Sky flux density on the observed grid: smooth continuum + lines, median ~1."""
+        wave = self.wave_obs
+        sky = 0.6 + 0.4 * (wave / 6000.0) ** 2
+        lines, inten = sky_lines(0.0)
+        sig = wave / self.instrument.resolution / 2.3548
+        for lam, amp in zip(lines, inten, strict=True):
+            if wave[0] - 20 < lam < wave[-1] + 20:
+                sky = sky + 0.15 * amp * torch.exp(-0.5 * ((wave - lam) / sig) ** 2)
+        return (sky / sky.median()).float()
+
+    def _draw_redshift(self, gen: torch.Generator, n: int) -> torch.Tensor:
+        cfg = self.config
+        u = torch.rand(n, generator=gen, dtype=torch.float64)
+        if cfg.redshift == "uniform":
+            return cfg.z_min + (cfg.z_upper - cfg.z_min) * u
+        grid = torch.linspace(cfg.z_min, cfg.z_upper, 4001, dtype=torch.float64)
+        pdf = grid**2 * torch.exp(-((grid / 0.071) ** 1.5))
+        cdf = torch.cumsum(pdf, 0)
+        cdf = (cdf - cdf[0]) / (cdf[-1] - cdf[0])
+        idx = torch.searchsorted(cdf, u).clamp(1, len(grid) - 1)
+        t = (u - cdf[idx - 1]) / (cdf[idx] - cdf[idx - 1]).clamp_min(1e-300)
+        return grid[idx - 1] + t * (grid[idx] - grid[idx - 1])
+
+    def _galaxies(self, gen: torch.Generator, n: int, a_v_override: torch.Tensor | None = None) -> dict:
+        """Restframe galaxies: normalised continuum ``(n, L_t)`` and narrow-line table."""
+        r = lambda *s: torch.rand(*s, generator=gen, dtype=torch.float64)  # noqa: E731
+        g = lambda *s: torch.randn(*s, generator=gen, dtype=torch.float64)  # noqa: E731
+        ages = self.ages
+        # star-formation history on a fine lookback grid, binned onto the SSP ages
+        look = torch.logspace(-3, math.log10(13.5), 240, dtype=torch.float64)
+        dt = torch.diff(torch.cat([torch.zeros(1, dtype=torch.float64), look]))
+        t_form = 3.0 + 10.5 * r(n, 1)
+        tau = 10 ** (-0.3 + 1.5 * r(n, 1))
+        since = (t_form - look).clamp_min(0)
+        sfr = since * torch.exp(-since / tau) * (look < t_form)
+        quenched = r(n) < 0.35
+        t_q = 10 ** (-0.5 + 0.8 * r(n, 1))
+        sfr = torch.where(quenched[:, None] & (look < t_q), torch.zeros_like(sfr), sfr)
+        mass = sfr * dt
+        burst = (r(n) < 0.1) & ~quenched
+        mass = mass + burst[:, None] * (look < 0.1) * mass.sum(1, keepdim=True) * 0.03 * r(n, 1) / 0.1 * dt
+        edges = torch.sqrt(ages[1:] * ages[:-1])
+        bin_of = torch.bucketize(look, edges)
+        age_w = torch.zeros(n, len(ages), dtype=torch.float64).index_add_(1, bin_of, mass)
+        total = age_w.sum(1, keepdim=True)
+        age_w = age_w / total
+        ssfr = (mass * (look < 0.1)).sum(1) / total.squeeze(1) / 1e8  # per yr
+        age_mw = (age_w * ages).sum(1)
+        # metallicity: log-uniform between the grid ends, linear weights in log Z
+        lz = self.log_metals[0] + (self.log_metals[-1] - self.log_metals[0]) * r(n)
+        j = torch.bucketize(lz, self.log_metals).clamp(1, len(self.log_metals) - 1)
+        f = (lz - self.log_metals[j - 1]) / (self.log_metals[j] - self.log_metals[j - 1])
+        z_w = torch.zeros(n, len(self.log_metals), dtype=torch.float64)
+        z_w.scatter_(1, (j - 1)[:, None], (1 - f)[:, None]).scatter_(1, j[:, None], f[:, None])
+        weights = (z_w[:, :, None] * age_w[:, None, :]).reshape(n, -1).float()  # (n, n_z * n_age)
+        # velocity dispersion: interpolate between pre-broadened rungs
+        sigma_v = (10 ** (math.log10(110.0) + 0.2 * g(n))).clamp(40.0, 350.0)
+        s_tot = torch.sqrt(sigma_v**2 + self.sigma_inst**2).clamp(self.ladder[0], self.ladder[-1])
+        k = torch.bucketize(s_tot, self.ladder).clamp(1, len(self.ladder) - 1)
+        fk = ((s_tot - self.ladder[k - 1]) / (self.ladder[k] - self.ladder[k - 1])).float()
+        flat = self.basis.reshape(len(self.ladder), -1, self.basis.shape[-1])
+        cont = torch.zeros(n, self.basis.shape[-1])
+        for rung in range(len(self.ladder)):
+            for sel, wgt in (((k - 1) == rung, 1 - fk), (k == rung, fk)):
+                rows = torch.nonzero(sel).squeeze(1)
+                if len(rows):
+                    cont.index_add_(0, rows, (weights[rows] @ flat[rung]) * wgt[rows, None])
+        # dust
+        a_v = torch.where(quenched, -0.15 * torch.log(r(n)), -0.5 * torch.log(r(n))).clamp(max=2.0)
+        if a_v_override is not None:
+            a_v = torch.where(torch.isnan(a_v_override), a_v, a_v_override)
+        cont_intr = cont
+        cont = cont * torch.exp(-0.4 * math.log(10) * a_v.float()[:, None] * self.k_dust / 4.05)
+        norm = cont[:, self.norm_idx].mean(1, keepdim=True)
+        cont, cont_intr = cont / norm, cont_intr / norm
+        # narrow lines: fluxes in units of (normalised flux density x Angstrom)
+        log_ew = (0.9 * torch.log10(ssfr.clamp_min(1e-14) / 1e-10) + 1.55 + 0.15 * g(n)).clamp(-1.0, 2.8)
+        f_ha = 10**log_ew * cont_intr[:, self.idx_halpha].double()
+        x = torch.where(quenched, 0.0 + 0.15 * g(n), (-0.45 + 0.15 * g(n)).clamp(max=-0.15))
+        y = torch.where(quenched, 0.1 + 0.2 * g(n), 0.61 / (x - 0.05) + 1.3 - (0.2 + 0.15 * g(n)).abs())
+        f_hb = f_ha / 2.86
+        oii = f_hb * 10 ** (0.35 + 0.15 * g(n))
+        oii_ratio = 1.0 + 0.45 * r(n)  # 3729 / 3726
+        sii = f_ha * 10 ** (-0.6 + 0.1 * g(n))
+        sii_ratio = 1.0 + 0.4 * r(n)  # 6716 / 6731
+        oiii = f_hb * 10**y
+        nii = f_ha * 10**x
+        fluxes = torch.stack(
+            [
+                oii / (1 + oii_ratio),
+                oii * oii_ratio / (1 + oii_ratio),
+                oii * 10 ** (-1.1 + 0.2 * g(n)),
+                0.259 * f_hb,
+                0.468 * f_hb,
+                f_hb,
+                oiii / 2.98,
+                oiii,
+                0.1 * f_hb,
+                f_ha * 10 ** (-1.4 + 0.2 * g(n)),
+                nii / 3.05,
+                f_ha,
+                nii,
+                sii * sii_ratio / (1 + sii_ratio),
+                sii / (1 + sii_ratio),
+            ],
+            dim=1,
+        )
+        a_gas = (a_v / 0.44).clamp(max=8.0)
+        fluxes = fluxes * 10 ** (-0.4 * a_gas[:, None] * self.k_narrow.double() / 4.05)
+        sigma_gas = 40.0 + 70.0 * r(n)
+        return {
+            "cont": cont,
+            "line_flux": fluxes,
+            "sigma_gas": sigma_gas,
+            "a_v": a_v,
+            "sigma_v": sigma_v,
+            "age_mw_gyr": age_mw,
+            "metallicity": 10**lz,
+            "ssfr": ssfr,
+            "ew_halpha": 10**log_ew,
+            "quenched": quenched,
+        }
+
+    def _render_lines(
+        self, out: torch.Tensor, centre: torch.Tensor, flux: torch.Tensor, sigma_kms: torch.Tensor, z: torch.Tensor
+    ) -> None:
+        """Add Gaussian lines (restframe ``centre (n, m)``, integrated ``flux``) in place."""
+        n, length = out.shape
+        lam = centre * (1 + z[:, None])
+        sig_lam = lam * torch.sqrt(sigma_kms**2 + self.sigma_inst**2) / C_KMS
+        p = self.instrument.pixel_coordinate(lam)
+        dpix = (sig_lam / self.dlam[p.round().long().clamp(0, length - 1)]).clamp_min(0.3)
+        half = int(math.ceil(6 * float(dpix.max()))) + 1
+        offs = torch.arange(-half, half + 1, dtype=torch.float64)
+        pix = p.round().long()[..., None] + offs.long()  # (n, m, W)
+        inside = (pix >= 0) & (pix < length) & (flux[..., None] != 0)
+        pix_c = pix.clamp(0, length - 1)
+        wave_p = self.wave_obs[pix_c]
+        prof = torch.exp(-0.5 * ((wave_p - lam[..., None]) / sig_lam[..., None]) ** 2)
+        prof = prof / (math.sqrt(2 * math.pi) * sig_lam[..., None])
+        vals = (flux[..., None] * (1 + z[:, None, None]) * prof * inside).float()
+        flat = pix_c + (torch.arange(n)[:, None, None] * length)
+        out.view(-1).index_add_(0, flat.reshape(-1), vals.reshape(-1))
+
+    def _window(self, lam_lo: torch.Tensor, lam_hi: torch.Tensor) -> list[list[float]]:
+        lo, hi = float(self.wave_obs[0]), float(self.wave_obs[-1])
+        out = []
+        for a, b in zip(lam_lo.tolist(), lam_hi.tolist(), strict=True):
+            a, b = max(a, lo), min(b, hi)
+            if b > a:
+                out.append([round(a, 2), round(b, 2)])
+        return out
+
+    def _block(self, seed: int, block: int) -> SimulatedSpectra:
+        cfg = self.config
+        state = np.random.SeedSequence([seed, block]).generate_state(2, dtype=np.uint32)
+        gen = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+        n = BLOCK_SIZE
+        r = lambda *s: torch.rand(*s, generator=gen, dtype=torch.float64)  # noqa: E731
+        z = self._draw_redshift(gen, n)
+        is_anom = r(n) < cfg.anomaly_rate
+        n_cls = max(len(cfg.anomaly_classes), 1)
+        which = torch.randint(0, n_cls, (n,), generator=gen)
+        cls = np.array(["normal"] * n, dtype=object)
+        for i, c in enumerate(cfg.anomaly_classes):
+            cls[(is_anom & (which == i)).numpy()] = c
+        has = {c: torch.from_numpy(cls == c) for c in ANOMALY_CLASSES}
+        params: list[dict] = [{} for _ in range(n)]
+        windows: list[list[list[float]]] = [[] for _ in range(n)]
+
+        a_v_red = torch.where(has["reddened"], 2.5 + 2.5 * r(n), torch.full((n,), float("nan"), dtype=torch.float64))
+        gal = self._galaxies(gen, n, a_v_override=a_v_red)
+        cont = gal["cont"]
+        line_wave = self.narrow_wave.expand(n, -1).clone()
+        line_flux = gal["line_flux"].clone()
+        line_sigma = gal["sigma_gas"][:, None].expand(-1, len(NARROW_LINES)).clone()
+
+        # --- anomalies acting on the restframe galaxy
+        odd = torch.nonzero(has["odd_lines"]).squeeze(1)
+        double = r(n) < 0.5
+        extra_wave, extra_flux, extra_sigma = torch.zeros_like(line_wave), torch.zeros_like(line_flux), line_sigma
+        for i in odd.tolist():
+            fl = line_flux[i]
+            if double[i]:
+                dv = 400.0 + 600.0 * float(r(1))
+                shift = dv / 2 / C_KMS
+                extra_wave[i] = self.narrow_wave * (1 + shift)
+                line_wave[i] = self.narrow_wave * (1 - shift)
+                boost = 3.0 * max(float(fl[11]), 0.5 * float(cont[i, self.idx_halpha])) / max(float(fl[11]), 1e-6)
+                line_flux[i] = fl * boost / 2
+                extra_flux[i] = line_flux[i]
+                params[i] = {"kind": "double_peaked", "delta_v_kms": round(dv, 1)}
+                affected = torch.arange(len(NARROW_LINES))
+                half = (dv / 2 + 3 * float(line_sigma[i, 0])) / C_KMS
+            else:
+                hb = max(float(fl[5]), 0.3 * float(cont[i, self.idx_halpha]))
+                ratio = 10 ** (1.0 + 0.5 * float(r(1)))
+                line_flux[i, 5], line_flux[i, 11] = hb, 2.86 * hb
+                line_flux[i, 7], line_flux[i, 6] = ratio * hb, ratio * hb / 2.98
+                line_flux[i, 2] = 0.4 * ratio * hb
+                params[i] = {"kind": "extreme_ratios", "oiii_hbeta": round(ratio, 2)}
+                affected = torch.tensor([2, 6, 7])
+                half = 5 * float(line_sigma[i, 0]) / C_KMS
+            lam = self.narrow_wave[affected] * (1 + float(z[i]))
+            windows[i] = self._window(lam * (1 - half) - 3, lam * (1 + half) + 3)
+
+        agn = torch.nonzero(has["agn"]).squeeze(1)
+        broad_flux = torch.zeros(n, len(BROAD_LINES), dtype=torch.float64)
+        broad_sigma = torch.full((n, len(BROAD_LINES)), 1000.0, dtype=torch.float64)
+        for i in agn.tolist():
+            frac = 0.2 + 0.8 * float(r(1))
+            plaw = frac * (self.wave_t.float() / 5500.0) ** -1.5
+            cont[i] += plaw
+            fwhm = 2000.0 + 6000.0 * float(r(1))
+            ew = 150.0 + 350.0 * float(r(1))
+            broad_flux[i] = ew * float(cont[i, self.idx_halpha]) * _BROAD_RATIO.double()
+            broad_sigma[i] = fwhm / 2.3548
+            params[i] = {
+                "fwhm_kms": round(fwhm, 1),
+                "ew_halpha_broad": round(ew, 1),
+                "power_law_fraction": round(frac, 3),
+            }
+            lam = self.broad_wave * (1 + float(z[i]))
+            windows[i] = self._window(lam * (1 - 1.5 * fwhm / C_KMS), lam * (1 + 1.5 * fwhm / C_KMS))
+
+        for i in torch.nonzero(has["reddened"]).squeeze(1).tolist():
+            params[i] = {"a_v": round(float(gal["a_v"][i]), 3)}
+            windows[i] = self._window(torch.tensor([0.0]), torch.tensor([4500.0 * (1 + float(z[i]))]))
+
+        # --- observe the galaxy
+        model, _ = self._observe(cont, z)
+        self._render_lines(model, line_wave, line_flux, line_sigma, z)
+        dbl = torch.nonzero(extra_flux.abs().sum(1) > 0).squeeze(1)
+        for rows, centre, fl, sig in ((dbl, extra_wave, extra_flux, extra_sigma), (agn, None, broad_flux, broad_sigma)):
+            if len(rows):
+                sub = torch.zeros(len(rows), model.shape[1])
+                centre = self.broad_wave.expand(len(rows), -1) if centre is None else centre[rows]
+                self._render_lines(sub, centre, fl[rows], sig[rows], z[rows])
+                model[rows] += sub
+
+        # --- anomalies added in the observed frame
+        obs_norm = self._obs_level(model)
+        blend = torch.nonzero(has["star_blend"]).squeeze(1)
+        if len(blend):
+            star_id = torch.randint(0, len(self.stars), (len(blend),), generator=gen)
+            z_star = (r(len(blend)) - 0.5) * 1e-3
+            star_obs, _ = self._observe(self.stars[star_id], z_star)
+            frac = 0.2 + 0.4 * r(len(blend))
+            scale = (frac / (1 - frac)) * obs_norm[blend]
+            model[blend] += (star_obs * scale[:, None]).float()
+            for j, i in enumerate(blend.tolist()):
+                params[i] = {
+                    "star_template": int(star_id[j]),
+                    "flux_fraction": round(float(frac[j]), 3),
+                    "z_star": round(float(z_star[j]), 6),
+                }
+                lo = torch.tensor([a for a, _ in STAR_FEATURES], dtype=torch.float64)
+                hi = torch.tensor([b for _, b in STAR_FEATURES], dtype=torch.float64)
+                windows[i] = self._window(lo, hi)
+
+        pair = torch.nonzero(has["pair"]).squeeze(1)
+        if len(pair):
+            z2 = (z[pair] + 0.03 + 0.27 * r(len(pair))).clamp(max=cfg.z_upper)
+            z2 = torch.where(z2 - z[pair] < 0.02, z[pair] - 0.03 - 0.05 * r(len(pair)), z2).clamp_min(0.0)
+            g2 = self._galaxies(gen, len(pair))
+            m2, _ = self._observe(g2["cont"], z2)
+            self._render_lines(
+                m2,
+                self.narrow_wave.expand(len(pair), -1),
+                g2["line_flux"],
+                g2["sigma_gas"][:, None].expand(-1, len(NARROW_LINES)),
+                z2,
+            )
+            frac = 0.3 + 0.3 * r(len(pair))
+            scale = (frac / (1 - frac)) * obs_norm[pair] / self._obs_level(m2).clamp_min(1e-6)
+            model[pair] += m2 * scale[:, None].float()
+            strong = torch.tensor([0, 1, 5, 7, 11, 12])
+            for j, i in enumerate(pair.tolist()):
+                zz = float(z2[j])
+                params[i] = {"z2": round(zz, 5), "flux_fraction": round(float(frac[j]), 3)}
+                lam = self.narrow_wave[strong] * (1 + zz)
+                lo = torch.cat([lam - 10, torch.tensor([3850.0 * (1 + zz)], dtype=torch.float64)])
+                hi = torch.cat([lam + 10, torch.tensor([4150.0 * (1 + zz)], dtype=torch.float64)])
+                windows[i] = self._window(lo, hi)
+
+        # --- noise: variance ~ object + sky, scaled to the drawn S/N
+        length = model.shape[1]
+        level = obs_norm.float()
+        snr = (
+            cfg.snr_median * 10 ** (cfg.snr_scatter_dex * torch.randn(n, generator=gen, dtype=torch.float64))
+        ).float()
+        snr = snr.clamp(1.0, 200.0)
+        b = cfg.sky_to_object[0] + (cfg.sky_to_object[1] - cfg.sky_to_object[0]) * r(n).float()
+        shape = model.clamp_min(0) + (b * level)[:, None] * self.sky
+        # noise scale so that the median continuum S/N equals the drawn value
+        ratio = model / shape.sqrt()
+        g2_ = (ratio.median(dim=1).values / snr).clamp_min(1e-12) ** 2
+        var = g2_[:, None] * shape
+        sigma = var.sqrt()
+        flux = model + sigma * torch.randn(n, length, generator=gen)
+        ivar = 1.0 / var
+        mask = torch.zeros(n, length, dtype=torch.int32)
+        mask[:, torch.from_numpy(self.instrument.sky_mask.copy())] |= int(PixelMask.SKY_LINE)
+        # flagged glitches: cosmic rays and bad columns (ivar = 0, as a pipeline does)
+        n_cr = torch.poisson(torch.full((n,), cfg.cosmic_rays, dtype=torch.float64), generator=gen).long()
+        rows = torch.repeat_interleave(torch.arange(n), n_cr)
+        if len(rows):
+            start = torch.randint(0, length - 2, (len(rows),), generator=gen)
+            two = torch.rand(len(rows), generator=gen) < 0.4  # 40 % hit two pixels
+            amp = 10 + 90 * torch.rand(len(rows), generator=gen)
+            r_idx = torch.cat([rows, rows[two]])
+            p_idx = torch.cat([start, start[two] + 1])
+            flux[r_idx, p_idx] += torch.cat([amp, amp[two]]) * sigma[r_idx, p_idx]
+            mask[r_idx, p_idx] |= int(PixelMask.COSMIC_RAY)
+            ivar[r_idx, p_idx] = 0
+        bad_col = r(n) < cfg.bad_column_fraction
+        for i in torch.nonzero(bad_col).squeeze(1).tolist():
+            w = int(torch.randint(5, 21, (1,), generator=gen))
+            p0 = int(torch.randint(0, length - w, (1,), generator=gen))
+            flux[i, p0 : p0 + w] += float(20 * (r(1) - 0.5)) * level[i]
+            mask[i, p0 : p0 + w] |= int(PixelMask.BAD_COLUMN)
+            ivar[i, p0 : p0 + w] = 0
+
+        # unflagged artefacts (anomaly class "artefact")
+        for i in torch.nonzero(has["artefact"]).squeeze(1).tolist():
+            kind = ("spike", "column", "step")[int(torch.randint(0, 3, (1,), generator=gen))]
+            if kind == "spike":
+                lines = self.sky_line_wave[
+                    (self.sky_line_wave > self.wave_obs[5]) & (self.sky_line_wave < self.wave_obs[-5])
+                ]
+                lam = float(lines[int(torch.randint(0, len(lines), (1,), generator=gen))])
+                p0 = int(self.instrument.pixel_coordinate(torch.tensor(lam, dtype=torch.float64)).round()) - 1
+                w, amp = 3, float(15 + 35 * r(1)) * (1 if r(1) < 0.7 else -1)
+                flux[i, p0 : p0 + w] += amp * sigma[i, p0 : p0 + w]
+            elif kind == "column":
+                w = int(torch.randint(5, 21, (1,), generator=gen))
+                p0 = int(torch.randint(0, length - w, (1,), generator=gen))
+                amp = float(10 + 20 * r(1))
+                flux[i, p0 : p0 + w] += amp * sigma[i, p0 : p0 + w]
+            else:
+                w = int(torch.randint(80, 200, (1,), generator=gen))
+                p0 = int(torch.randint(0, length - w, (1,), generator=gen))
+                amp = float(0.6 + 0.25 * r(1))
+                flux[i, p0 : p0 + w] = model[i, p0 : p0 + w] * amp + (flux[i, p0 : p0 + w] - model[i, p0 : p0 + w])
+            lo_w = float(self.wave_obs[max(p0 - 1, 0)])
+            hi_w = float(self.wave_obs[min(p0 + w, length - 1)])
+            params[i] = {"kind": kind, "amplitude": round(amp, 3), "pixel": p0, "width_px": w}
+            windows[i] = [[round(lo_w, 2), round(hi_w, 2)]]
+
+        # observed-frame integrated line fluxes (sum of both peaks for double-peaked lines)
+        obs_line_flux = ((line_flux + extra_flux) * (1 + z[:, None])).float()
+        ids = [f"sim-{seed}-{block * BLOCK_SIZE + i:09d}" for i in range(n)]
+        truth = {
+            "class": cls.astype(str),
+            "snr": snr.numpy(),
+            "amplitude": obs_norm.numpy().astype(np.float32),
+            "a_v": gal["a_v"].float().numpy(),
+            "sigma_v": gal["sigma_v"].float().numpy(),
+            "sigma_gas": gal["sigma_gas"].float().numpy(),
+            "metallicity": gal["metallicity"].float().numpy(),
+            "age_mw_gyr": gal["age_mw_gyr"].float().numpy(),
+            "ssfr": gal["ssfr"].float().numpy(),
+            "ew_halpha": gal["ew_halpha"].float().numpy(),
+            "line_flux": obs_line_flux.numpy(),
+            "anomaly_params": np.array([json.dumps(p, sort_keys=True) for p in params]),
+        }
+        return SimulatedSpectra(
+            object_id=ids,
+            flux=flux.numpy(),
+            ivar=ivar.numpy(),
+            mask=mask.numpy(),
+            z=z.numpy(),
+            noiseless=model.numpy(),
+            truth=truth,
+            windows=[np.array(w, dtype=np.float64).reshape(-1, 2) for w in windows],
+        )
+
+    def _observe(self, rest: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        t = self.templates
+        return resample_log_uniform(rest, t.log_start, t.log_step, z, self.wave_obs)
+
+    def _obs_level(self, model: torch.Tensor) -> torch.Tensor:
+        """Typical observed flux density: median over the central 40 % of the grid."""
+        length = model.shape[1]
+        return model[:, int(0.3 * length) : int(0.7 * length)].median(dim=1).values.clamp_min(1e-6)
+
+
+def simulate_spectra(n: int, config: SimConfig | None = None, seed: int = 0) -> SimulatedSpectra:
+    """Simulate ``n`` spectra with :class:`GalaxySimulator` (convenience wrapper)."""
+    return GalaxySimulator(config).simulate(n, seed=seed)
