@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from speculum.instruments import get_instrument
-from speculum.io import DataFormatError, ShardWriter, SpectraSet, atomic_write_text
+from speculum.io import DataFormatError, ShardWriter, SpectraSet, atomic_write_text, write_results
 from speculum.models import AutoencoderConfig, RestframeGrid, SpectrumAutoencoder
 from speculum.models.config import config_from_dict
 from speculum.physics import median_normalization
@@ -276,7 +276,7 @@ def reconstruct(
     batch_size: int = 256,
     device: str = "auto",
 ) -> dict[str, np.ndarray]:
-    """Encode and reconstruct spectra; write one Parquet row per object.
+    """Encode and reconstruct spectra; write one row per object (``.parquet`` or ``.fits``).
 
     Columns: ``object_id``, ``z``, ``split``, ``latents`` (list), ``reduced_chi2``,
     ``n_valid`` and any ``truth_class`` of simulated data.
@@ -284,9 +284,6 @@ def reconstruct(
     Returns:
         The written columns.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     model = load_model(model_path, map_location=_device(device)).eval()
     dataset = SpectraSet.open(data)
     inst = dataset.instrument.name
@@ -315,17 +312,8 @@ def reconstruct(
     }
     if "truth_class" in table:
         result["truth_class"] = table["truth_class"][k]
-    arrays = {
-        key: pa.FixedSizeListArray.from_arrays(pa.array(v.reshape(-1)), v.shape[1])
-        if v.ndim == 2
-        else pa.array(v.tolist())
-        for key, v in result.items()
-    }
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    pq.write_table(pa.table(arrays), tmp)
-    os.replace(tmp, out)
+    units = {"z": "", "latents": "", "reduced_chi2": "", "n_valid": "pix"}
+    write_results(out, result, units, {"model": str(model_path), "data": str(data), "instrument": inst})
     return result
 
 

@@ -111,6 +111,73 @@ def simulate(
 
 
 @app.command()
+def ingest(
+    inputs: list[str] = typer.Argument(..., help="Survey files, folders (searched recursively) or glob patterns."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Output folder (Parquet shards + manifest.json + rejects.parquet)."
+    ),
+    instrument: str = typer.Option(
+        None, help="Grid for SDSS/BOSS files: SDSS or BOSS (default BOSS); DESI is automatic."
+    ),
+    skip_bad: bool = typer.Option(
+        False, "--skip-bad", help="List malformed files/objects in rejects.parquet and go on."
+    ),
+    workers: int = typer.Option(1, min=1, help="Processes reading files in parallel."),
+    files_per_shard: int = typer.Option(256, min=1, help="Input files per Parquet shard."),
+    spec_class: list[str] = typer.Option(None, "--class", help="Keep only this pipeline class (repeatable)."),
+    z_min: float = typer.Option(None, help="Keep objects with z >= this."),
+    z_max: float = typer.Option(None, help="Keep objects with z <= this."),
+    catalog: Path = typer.Option(None, help="Table (FITS/CSV/Parquet) of objects to keep, with optional Z."),
+    fiberstatus_ok: int = typer.Option(0, help="DESI COADD_FIBERSTATUS bits to accept."),
+    zwarn_ok: int = typer.Option(0, help="DESI ZWARN bits to accept (others: z null)."),
+    no_resolution: bool = typer.Option(False, "--no-resolution", help="Drop DESI resolution matrices."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Read SDSS/BOSS spec files or DESI coadds (+ redrock) into training shards.
+
+    Re-running the same command resumes (finished shards are verified and kept).
+
+    \b
+    Example: speculum ingest ../shared/data/sdss_boss --out sdss/ --skip-bad
+    Example: speculum ingest 'desi/coadd-*.fits' --out desi/ --class GALAXY --z-max 0.6 --workers 4
+    """
+    from tqdm import tqdm
+
+    from speculum.io import IngestConfig
+    from speculum.io import ingest as run
+
+    _logging(verbose)
+    with _user_errors():
+        cfg = IngestConfig(
+            instrument=instrument.upper() if instrument else None,
+            files_per_shard=files_per_shard,
+            skip_bad=skip_bad,
+            keep_resolution=not no_resolution,
+            fiberstatus_ok=fiberstatus_ok,
+            zwarn_ok=zwarn_ok,
+            classes=tuple(spec_class) if spec_class else None,
+            z_min=z_min,
+            z_max=z_max,
+            catalog=str(catalog) if catalog else None,
+        )
+        t0 = time.perf_counter()
+        with tqdm(desc="ingesting", unit="files") as bar:
+
+            def progress(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            summary = run(inputs, out, cfg, workers=workers, progress=progress)
+    dt = time.perf_counter() - t0
+    typer.echo(
+        f"ingested {summary['n_spectra']} {summary['instrument']} spectra from {summary['n_files']} files "
+        f"in {dt:.1f} s into {out}; rejected {summary['n_rejected']}"
+        + (f" (see {out / 'rejects.parquet'})" if summary["n_rejected"] else "")
+        + f"; not selected {summary['n_not_selected']}; without redshift {summary['n_without_redshift']}"
+    )
+
+
+@app.command()
 def train(
     data: Path = typer.Argument(..., help="Shard folder from `speculum simulate` or `speculum ingest`."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder (checkpoint.pt, model.safetensors, history.json)."),
@@ -189,7 +256,9 @@ def _init_distributed() -> None:
 def reconstruct(
     model: Path = typer.Argument(..., help="model.safetensors from `speculum train`."),
     data: Path = typer.Argument(..., help="Shard folder to encode and reconstruct."),
-    out: Path = typer.Option(..., "--out", "-o", help="Parquet file: object_id, z, latents, reduced_chi2, ..."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help=".parquet or .fits file: object_id, z, latents, reduced_chi2, ..."
+    ),
     split: str = typer.Option(None, help="Only this split: train, val or test."),
     batch_size: int = typer.Option(256, min=1),
     device: str = typer.Option("auto"),

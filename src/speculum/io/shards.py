@@ -108,6 +108,8 @@ def _to_arrow(columns: dict[str, object]):
             arrays.append(pa.FixedSizeListArray.from_arrays(flat, value.shape[1]))
         elif isinstance(value, list) and value and isinstance(value[0], np.ndarray):
             arrays.append(pa.array([np.asarray(v, dtype=np.float64).reshape(-1) for v in value]))
+        elif isinstance(value, np.ndarray) and value.dtype.kind == "f":
+            arrays.append(pa.array(value, mask=np.isnan(value)))  # NaN -> null (e.g. unknown z)
         else:
             arrays.append(pa.array(value))
         names.append(name)
