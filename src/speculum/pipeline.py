@@ -332,7 +332,8 @@ def make_report(
         data: The shard folder that was reconstructed.
         reconstructions: Parquet file of ``speculum reconstruct``.
         out: HTML file to write.
-        n_examples: Example spectra to draw (a normal galaxy first, then anomalies).
+        n_examples: Example spectra to draw: per class (normal first, then anomalies) the
+            one whose reduced chi2 is closest to its class median.
 
     Returns:
         The report path.
@@ -366,12 +367,17 @@ def make_report(
     cls = (
         np.asarray(table["truth_class"])[prep.index] if "truth_class" in table else np.array(["spectrum"] * len(prep.z))
     )
-    picks, seen = [], set()
+    # per class, the spectrum whose reduced chi2 is closest to its class median: typical, not lucky
+    rec_chi2 = dict(zip(rec["object_id"], chi2, strict=True))
+    ex_ids = np.asarray(table["object_id"])[prep.index]
+    picks = []
     for c in ["normal", *sorted(set(cls.tolist()) - {"normal"})]:
         hits = np.nonzero(cls == c)[0]
-        if len(hits) and c not in seen:
-            picks.append(int(hits[0]))
-            seen.add(c)
+        scores = np.array([rec_chi2.get(ex_ids[h], np.nan) for h in hits])
+        if len(hits):
+            ok = np.isfinite(scores)
+            best = hits[ok][np.argmin(np.abs(scores[ok] - np.median(scores[ok])))] if ok.any() else hits[0]
+            picks.append(int(best))
         if len(picks) == n_examples:
             break
     if len(picks) < n_examples:

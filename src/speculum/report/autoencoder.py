@@ -162,5 +162,6 @@ def latent_section(latents: np.ndarray, z: np.ndarray, classes: np.ndarray | Non
     return figure_to_html(
         fig,
         "Latent vectors projected on their two principal components, coloured by redshift (left) and by simulated "
-        "class (right). SPENDER latents should not order by redshift: the decoder works in the restframe.",
+        "class (right). A redshift gradient on the left shows how much the latents still depend on the observed "
+        "wavelength coverage: the decoder works in the restframe, but the encoder sees the observed frame.",
     )

@@ -15,15 +15,18 @@ Restframe model (vacuum, log10 grid of 1e-4 dex from 1800 to 10500 A):
   width from the specific star-formation rate, Case-B Balmer ratios, [N II]/Halpha and
   [O III]/Hbeta drawn below the Kauffmann et al. (2003) star-forming locus (or
   LINER-like for quenched galaxies), fixed doublet ratios (3.05, 2.98) and density-
-  sensitive ones ([O II], [S II]) drawn in their physical ranges.
+  sensitive ones ([O II], [S II]) drawn in their physical ranges; 12 % of star-forming
+  hosts have Seyfert-like narrow lines, quenched galaxies LINER-like ones (truth
+  ``line_class``).
 
 Observation: redshift (the physics module's :func:`resample_log_uniform`, the same
 forward model the autoencoder uses), lines rendered analytically at ``lambda (1 + z)``
 with the instrument resolution, a sky spectrum (smooth continuum plus the shipped
 night-sky lines), Poisson-like noise whose variance follows object + sky, so noise is
 larger at sky lines; cosmic rays and bad columns are added and flagged in the mask (with
-``ivar = 0``) as a pipeline would, and pixels near bright sky lines carry the
-``SKY_LINE`` bit. Observed flux densities equal the restframe ones at ``lambda / (1+z)``
+``ivar = 0``) as a pipeline would, pixels near bright sky lines carry the ``SKY_LINE``
+bit, and residual telluric absorption (O2 A/B, H2O; up to 6 % deep) is left in, as after
+a pipeline's telluric correction. Observed flux densities equal the restframe ones at ``lambda / (1+z)``
 (no ``(1+z)`` dimming: amplitudes are drawn directly).
 
 Anomalies (rate and classes configurable), each with its wavelength windows in the truth:
@@ -99,6 +102,8 @@ _BROAD_RATIO = torch.tensor([1.6 / 3.1, 0.25 / 3.1, 0.45 / 3.1, 1 / 3.1, 1.0])  
 
 # observed-frame windows (A) of strong stellar features, for star + galaxy blends
 STAR_FEATURES = ((3925, 3980), (4290, 4320), (5160, 5200), (5885, 5900), (6555, 6575), (7050, 7250), (8490, 8670))
+# observed-frame telluric bands (A): O2 B and A bands, H2O; relative residual strengths
+TELLURIC_BANDS = ((6867, 6884, 0.5), (7594, 7621, 1.0), (7170, 7330, 0.3), (8130, 8350, 0.3), (8940, 9300, 0.4))
 _SIGMA_LADDER = (55.0, 80.0, 115.0, 160.0, 220.0, 300.0, 400.0)  # total km/s
 _SIGMA_TEMPLATE = 58.0  # intrinsic resolution of the BC03 (STELIB/MILES) SSPs, km/s
 
@@ -285,6 +290,7 @@ class GalaxySimulator:
         self.k_narrow = self._k_at(self.narrow_wave)
         self.k_broad = self._k_at(self.broad_wave)
         self.sky = self._sky_spectrum()
+        self.telluric = self._telluric_profile()
         self.sky_line_wave = torch.from_numpy(sky_lines(20.0)[0])
         self.dlam = torch.from_numpy(np.gradient(self.instrument.wave_obs))
 
@@ -329,6 +335,15 @@ class GalaxySimulator:
             if wave[0] - 20 < lam < wave[-1] + 20:
                 sky = sky + 0.15 * amp * torch.exp(-0.5 * ((wave - lam) / sig) ** 2)
         return (sky / sky.median()).float()
+
+    def _telluric_profile(self) -> torch.Tensor:
+        """Relative depth of telluric bands on the observed grid (1 = the O2 A band)."""
+        wave = self.wave_obs
+        prof = torch.zeros_like(wave)
+        for lo, hi, strength in TELLURIC_BANDS:
+            edge = torch.sigmoid((wave - lo) / 2.0) * torch.sigmoid((hi - wave) / 2.0)
+            prof = torch.maximum(prof, strength * edge)
+        return prof.float()
 
     def _draw_redshift(self, gen: torch.Generator, n: int) -> torch.Tensor:
         cfg = self.config
@@ -397,13 +412,19 @@ class GalaxySimulator:
         cont, cont_intr = cont / norm, cont_intr / norm
         # narrow lines: fluxes in units of (normalised flux density x Angstrom)
         log_ew = (0.9 * torch.log10(ssfr.clamp_min(1e-14) / 1e-10) + 1.55 + 0.15 * g(n)).clamp(-1.0, 2.8)
-        f_ha = 10**log_ew * cont_intr[:, self.idx_halpha].double()
+        # narrow-line excitation: star-forming (below Kauffmann et al. 2003), Seyfert (12 % of
+        # star-forming hosts: above Kewley et al. 2001), LINER-like for quenched galaxies
+        seyfert = ~quenched & (r(n) < 0.12)
         x = torch.where(quenched, 0.0 + 0.15 * g(n), (-0.45 + 0.15 * g(n)).clamp(max=-0.15))
         y = torch.where(quenched, 0.1 + 0.2 * g(n), 0.61 / (x - 0.05) + 1.3 - (0.2 + 0.15 * g(n)).abs())
+        x = torch.where(seyfert, -0.05 + 0.15 * g(n), x)
+        y = torch.where(seyfert, 0.75 + 0.2 * g(n), y)
+        log_ew = torch.where(seyfert, torch.maximum(log_ew, 0.8 + 0.3 * g(n)), log_ew)
+        f_ha = 10**log_ew * cont_intr[:, self.idx_halpha].double()
         f_hb = f_ha / 2.86
         oii = f_hb * 10 ** (0.35 + 0.15 * g(n))
         oii_ratio = 1.0 + 0.45 * r(n)  # 3729 / 3726
-        sii = f_ha * 10 ** (-0.6 + 0.1 * g(n))
+        sii = f_ha * 10 ** (torch.where(seyfert | quenched, -0.35, -0.6) + 0.1 * g(n))
         sii_ratio = 1.0 + 0.4 * r(n)  # 6716 / 6731
         oiii = f_hb * 10**y
         nii = f_ha * 10**x
@@ -418,7 +439,7 @@ class GalaxySimulator:
                 oiii / 2.98,
                 oiii,
                 0.1 * f_hb,
-                f_ha * 10 ** (-1.4 + 0.2 * g(n)),
+                f_ha * 10 ** (torch.where(seyfert | quenched, -1.0, -1.4) + 0.2 * g(n)),
                 nii / 3.05,
                 f_ha,
                 nii,
@@ -441,6 +462,7 @@ class GalaxySimulator:
             "ssfr": ssfr,
             "ew_halpha": 10**log_ew,
             "quenched": quenched,
+            "line_class": np.where(seyfert.numpy(), "seyfert", np.where(quenched.numpy(), "liner", "sf")),
         }
 
     def _render_lines(
@@ -483,10 +505,11 @@ class GalaxySimulator:
         is_anom = r(n) < cfg.anomaly_rate
         n_cls = max(len(cfg.anomaly_classes), 1)
         which = torch.randint(0, n_cls, (n,), generator=gen)
-        cls = np.array(["normal"] * n, dtype=object)
+        code = torch.where(is_anom, which + 1, torch.zeros_like(which)).numpy()
+        cls = np.array(["normal", *cfg.anomaly_classes])[code]
+        has = {c: torch.zeros(n, dtype=torch.bool) for c in ANOMALY_CLASSES}
         for i, c in enumerate(cfg.anomaly_classes):
-            cls[(is_anom & (which == i)).numpy()] = c
-        has = {c: torch.from_numpy(cls == c) for c in ANOMALY_CLASSES}
+            has[c] = torch.from_numpy(code == i + 1)
         params: list[dict] = [{} for _ in range(n)]
         windows: list[list[list[float]]] = [[] for _ in range(n)]
 
@@ -605,6 +628,10 @@ class GalaxySimulator:
                 hi = torch.cat([lam + 10, torch.tensor([4150.0 * (1 + zz)], dtype=torch.float64)])
                 windows[i] = self._window(lo, hi)
 
+        # --- residual telluric absorption (after pipeline correction): O2 A/B bands, H2O bands
+        depth = (0.06 * r(n)).float()
+        model *= 1 - depth[:, None] * self.telluric
+
         # --- noise: variance ~ object + sky, scaled to the drawn S/N
         length = model.shape[1]
         level = obs_norm.float()
@@ -673,7 +700,7 @@ class GalaxySimulator:
         obs_line_flux = ((line_flux + extra_flux) * (1 + z[:, None])).float()
         ids = [f"sim-{seed}-{block * BLOCK_SIZE + i:09d}" for i in range(n)]
         truth = {
-            "class": cls.astype(str),
+            "class": cls,
             "snr": snr.numpy(),
             "amplitude": obs_norm.numpy().astype(np.float32),
             "a_v": gal["a_v"].float().numpy(),
@@ -683,6 +710,8 @@ class GalaxySimulator:
             "age_mw_gyr": gal["age_mw_gyr"].float().numpy(),
             "ssfr": gal["ssfr"].float().numpy(),
             "ew_halpha": gal["ew_halpha"].float().numpy(),
+            "line_class": gal["line_class"],
+            "telluric_depth": depth.numpy(),
             "line_flux": obs_line_flux.numpy(),
             "anomaly_params": np.array([json.dumps(p, sort_keys=True) for p in params]),
         }
