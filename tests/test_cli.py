@@ -67,3 +67,24 @@ def test_demo_small(demo_dir):
     # re-running resumes: the finished run is reused, not retrained
     res = runner.invoke(app, ["demo", "--out", str(demo_dir), "--n", "512", "--epochs", "1"])
     assert res.exit_code == 0, res.output
+
+
+def test_missing_optional_dependency_is_one_line(monkeypatch, tmp_path):
+    import speculum._optional as optional
+
+    real = optional.import_module
+
+    def fake(name, *args, **kwargs):
+        if name.startswith("astropy"):
+            raise ImportError(f"No module named {name!r}")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(optional, "import_module", fake)
+    f = tmp_path / "spec.fits"
+    f.write_bytes(b"x")
+    res = runner.invoke(app, ["ingest", str(f), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "pip install 'speculum[surveys]'" in res.output, (
+        res.exit_code,
+        res.output,
+        res.exception,
+    )

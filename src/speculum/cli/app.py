@@ -35,7 +35,15 @@ def _user_errors():
 
     try:
         yield
-    except (ValueError, FileNotFoundError, FileExistsError, DataFormatError, CheckpointError, KeyError) as err:
+    except (
+        ValueError,
+        FileNotFoundError,
+        FileExistsError,
+        DataFormatError,
+        CheckpointError,
+        KeyError,
+        ImportError,
+    ) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         typer.secho(f"error: {msg}", err=True, fg=typer.colors.RED)
         raise typer.Exit(2) from None

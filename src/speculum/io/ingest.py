@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from speculum._optional import require
 from speculum.instruments import get_instrument
 from speculum.io.shards import MANIFEST, DataFormatError, ShardWriter
 from speculum.io.surveys import SpectrumFormatError, SpectrumRecords, read_spectra
@@ -84,7 +85,7 @@ def expand_inputs(inputs: Iterable[str | Path]) -> list[Path]:
 
 
 def _load_catalog(path: str) -> dict[str, float]:
-    from astropy.table import Table
+    Table = require("astropy.table", "reading a catalogue").Table  # noqa: N806
 
     try:
         t = Table.read(path)
@@ -180,7 +181,7 @@ def _read_group(files: list[str], cfg: IngestConfig, instrument: str) -> tuple[d
 
 
 def _detect_instrument(files: list[Path], requested: str | None) -> str:
-    from astropy.io import fits
+    fits = require("astropy.io.fits", "speculum ingest")
 
     kinds = set()
     for f in files[:50]:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from speculum._optional import require
+
 __all__ = ["write_results"]
 
 
@@ -62,9 +64,7 @@ def write_results(
         schema = pa.schema(fields, metadata={"speculum": json.dumps(meta, default=str)})
         pq.write_table(pa.Table.from_arrays(arrays, schema=schema), tmp)
     elif name.endswith((".fits", ".fits.gz", ".fit")):
-        from astropy.table import Table
-
-        t = Table()
+        t = require("astropy.table", "writing FITS result tables").Table()
         for k, v in columns.items():
             arr = np.asarray(v)
             t[k] = arr.astype(str) if arr.dtype == object else arr

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from speculum._optional import require
 from speculum.instruments import DESI, Instrument, PixelMask, get_instrument
 from speculum.io.shards import DataFormatError
 
@@ -127,7 +128,7 @@ def _err(path: Path, where: str, problem: str) -> SpectrumFormatError:
 
 
 def _open(path: Path):
-    from astropy.io import fits
+    fits = require("astropy.io.fits", "reading survey FITS files")
 
     if not path.exists():
         raise _err(path, "file", "does not exist")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from speculum._optional import require
 from speculum.report.builder import figure_to_html, table_to_html
 
 __all__ = ["chi2_section", "examples_section", "latent_section", "summary_section", "training_section"]
@@ -20,8 +21,7 @@ _CLASS_COLOURS = {
 
 
 def _plt():
-    import matplotlib
-
+    matplotlib = require("matplotlib", "the HTML report")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
