@@ -31,6 +31,7 @@ from speculum.models.config import config_from_dict
 from speculum.physics import median_normalization
 from speculum.sim import BLOCK_SIZE, GalaxySimulator, SimConfig
 from speculum.train import fiducial_loss, load_model, reduced_chi2, save_model
+from speculum.train.stream import StreamBatches
 from speculum.train.trainer import TrainConfig, Trainer, load_checkpoint
 
 __all__ = [
@@ -129,11 +130,13 @@ class PreparedSpectra:
         return {"y": self.y, "w": self.w, "z": self.z}
 
 
-def prepare_spectra(columns: dict[str, np.ndarray], instrument: str) -> PreparedSpectra:
+def prepare_spectra(columns: dict[str, np.ndarray], instrument: str, keep_all: bool = False) -> PreparedSpectra:
     """Weights from ``ivar`` and ``mask``, SPENDER median normalisation, unusable rows dropped.
 
     A row is dropped (and counted in ``skipped``) when its redshift is missing or outside
-    the instrument's range, or when the normalisation window has no good pixel.
+    the instrument's range, or when the normalisation window has no good pixel. With
+    ``keep_all`` such rows are kept with zero weight (and ``z = 0``) instead, so that
+    streamed batches keep their size.
     """
     inst = get_instrument(instrument)
     z = np.asarray(columns["z"], dtype=np.float64)
@@ -152,12 +155,18 @@ def prepare_spectra(columns: dict[str, np.ndarray], instrument: str) -> Prepared
     bad_norm = keep & ~(torch.isfinite(norm) & (norm > 0)).numpy()
     skipped["no_normalisation"] = int(bad_norm.sum())
     keep &= ~bad_norm
-    idx = np.nonzero(keep)[0]
+    if keep_all:
+        norm = torch.where(torch.from_numpy(keep), norm, torch.ones_like(norm))
+        w = np.where(keep[:, None], w, 0.0).astype(np.float32)
+        zt = torch.where(torch.from_numpy(keep), zt, torch.zeros_like(zt))
+        idx = np.arange(len(z))
+    else:
+        idx = np.nonzero(keep)[0]
+        if any(skipped.values()):
+            log.warning("skipped spectra: %s", {k: v for k, v in skipped.items() if v})
     nm = norm[idx].float()
     y = torch.from_numpy(flux[idx]) / nm[:, None]
     wt = torch.from_numpy(w[idx]) * nm[:, None] ** 2
-    if any(skipped.values()):
-        log.warning("skipped spectra: %s", {k: v for k, v in skipped.items() if v})
     return PreparedSpectra(y=y, w=wt, z=zt[idx].float(), index=idx, norm=nm, skipped=skipped)
 
 
@@ -189,6 +198,9 @@ def train_autoencoder(
     device: str = "auto",
     progress: bool = False,
     limit: int | None = None,
+    stream: bool = False,
+    shuffle_buffer: int = 4096,
+    val_limit: int | None = None,
 ) -> dict:
     """Train a SPENDER autoencoder on a shard folder (train/val splits by object-id hash).
 
@@ -204,7 +216,12 @@ def train_autoencoder(
         resume: Continue from ``run_dir/checkpoint.pt``.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``, ...
         progress: Progress bars.
-        limit: Use at most this many training rows (quick runs).
+        limit: Use at most this many training rows (quick runs; in-memory mode).
+        stream: Stream the training split from the shards (:class:`StreamBatches`: each
+            DDP rank reads its own shards, memory independent of the catalogue) instead
+            of holding it in memory. Unusable rows are zero-weighted rather than dropped.
+        shuffle_buffer: Rows in the stream's shuffle buffer.
+        val_limit: Validate on at most this many rows (default: all; 20,000 when streaming).
 
     Returns:
         Summary: history, best validation loss and reduced chi2, paths, counts.
@@ -225,9 +242,23 @@ def train_autoencoder(
     if model_config.instrument != inst:
         raise ValueError(f"model_config.instrument: {model_config.instrument} but the data are {inst}")
     cols = ("object_id", "z", "flux", "ivar", "mask")
-    train = prepare_spectra(dataset.read(cols, split="train", limit=limit), inst)
-    val = prepare_spectra(dataset.read(cols, split="val"), inst)
-    log.info("training on %d spectra, validating on %d", len(train.z), len(val.z))
+    if stream:
+        source = StreamBatches(
+            data,
+            tcfg.batch_size,
+            lambda c: prepare_spectra(c, inst, keep_all=True).as_dict(),
+            seed=tcfg.seed,
+            shuffle_buffer=shuffle_buffer,
+        )
+        n_train, skipped = int(dataset.manifest["splits"]["train"]), {}
+        val_limit = 20_000 if val_limit is None else val_limit
+    else:
+        train = prepare_spectra(dataset.read(cols, split="train", limit=limit), inst)
+        source, n_train, skipped = train.as_dict(), len(train.z), train.skipped
+    val = prepare_spectra(dataset.read(cols, split="val", limit=val_limit), inst)
+    log.info(
+        "training on %d spectra (%s), validating on %d", n_train, "streamed" if stream else "in memory", len(val.z)
+    )
     dev = _device(device)
     torch.manual_seed(tcfg.seed)
     model = SpectrumAutoencoder(model_config).to(dev)
@@ -244,15 +275,16 @@ def train_autoencoder(
         progress=progress,
     )
     t0 = time.perf_counter()
-    history = trainer.fit(train.as_dict(), val.as_dict(), resume=resume)
+    history = trainer.fit(source, val.as_dict(), resume=resume)
     if not model_path.exists():  # no validation rows: keep the last weights
         save_model(model, model_path)
     summary = {
         "data": str(Path(data).resolve()),
         "instrument": inst,
-        "n_train": len(train.z),
+        "n_train": n_train,
         "n_val": len(val.z),
-        "skipped_train": train.skipped,
+        "streamed": stream,
+        "skipped_train": skipped,
         "epochs_run": len(history),
         "best_val_loss": min((h.get("val_loss", np.inf) for h in history), default=None),
         "best_val_chi2": min((h.get("val_chi2", np.inf) for h in history), default=None),

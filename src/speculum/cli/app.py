@@ -200,6 +200,10 @@ def train(
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N."),
     seed: int = typer.Option(0),
     limit: int = typer.Option(None, min=1, help="Use at most this many training spectra."),
+    stream: bool = typer.Option(
+        False, "--stream", help="Stream the training split from the shards (catalogues larger than memory)."
+    ),
+    shuffle_buffer: int = typer.Option(4096, min=1, help="Rows in the shuffle buffer of --stream."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
@@ -209,6 +213,7 @@ def train(
     Example: speculum train sim/ --out run/ --epochs 30
     Resume:  speculum train sim/ --out run/ --epochs 30 --resume
     Scale:   torchrun --nproc-per-node 4 -m speculum train sim/ --out run/
+    Stream:  torchrun --nproc-per-node 4 -m speculum train big/ --out run/ --stream
     """
     import dataclasses
 
@@ -238,7 +243,16 @@ def train(
             seed=seed,
         )
         summary = train_autoencoder(
-            data, out, mcfg, tcfg, resume=resume, device=device, progress=sys.stderr.isatty() or verbose, limit=limit
+            data,
+            out,
+            mcfg,
+            tcfg,
+            resume=resume,
+            device=device,
+            progress=sys.stderr.isatty() or verbose,
+            limit=limit,
+            stream=stream,
+            shuffle_buffer=shuffle_buffer,
         )
     if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
         typer.echo(

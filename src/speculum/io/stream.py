@@ -64,17 +64,19 @@ class ShardStream(torch.utils.data.IterableDataset):
         """Change the shuffling for a new epoch (call on every rank)."""
         self.epoch = epoch
 
-    def _assigned(self) -> list[Path]:
+    def assigned(
+        self, rank: int | None = None, world: int | None = None, worker: int = 0, workers: int = 1
+    ) -> list[Path]:
+        """Shards read by one (rank, worker) in the current epoch; defaults: this process."""
         shards = [self.data.root / s["path"] for s in self.data.manifest["shards"]]
         if self.shuffle_buffer:
             order = np.random.default_rng([self.seed, self.epoch]).permutation(len(shards))
             shards = [shards[i] for i in order]
-        rank, world = 0, 1
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-        info = torch.utils.data.get_worker_info()
-        wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
-        return shards[rank * nw + wid :: world * nw]
+        if rank is None or world is None:
+            rank, world = 0, 1
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return shards[rank * workers + worker :: world * workers]
 
     def _rows(self, shard: Path) -> Iterator[dict]:
         import pyarrow as pa
@@ -104,7 +106,8 @@ class ShardStream(torch.utils.data.IterableDataset):
         rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
         rng = np.random.default_rng([self.seed, self.epoch, rank, wid, 1])
         buffer: list[dict] = []
-        for shard in self._assigned():
+        nw = info.num_workers if info is not None else 1
+        for shard in self.assigned(worker=wid, workers=nw):
             for row in self._rows(shard):
                 if len(buffer) < self.shuffle_buffer:
                     buffer.append(row)

@@ -25,7 +25,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -33,7 +33,15 @@ import torch
 
 from speculum import __version__
 
-__all__ = ["CHECKPOINT_SCHEMA", "TrainConfig", "Trainer", "TrainState", "load_checkpoint"]
+__all__ = [
+    "CHECKPOINT_SCHEMA",
+    "BatchSource",
+    "InMemoryBatches",
+    "TrainConfig",
+    "Trainer",
+    "TrainState",
+    "load_checkpoint",
+]
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +107,42 @@ class TrainState:
     bad_epochs: int = 0
     stopped_early: bool = False
     history: list[dict] | None = None
+
+
+class BatchSource:
+    """Where the trainer's batches come from: the same number of batches on every rank.
+
+    ``batches(epoch, start)`` yields ``(local_batch, global_rows)`` for batches
+    ``start, start + 1, …`` of ``epoch``, deterministically (exact resume skips the first
+    ``start``); ``n_batches(epoch)`` says how many there are.
+    """
+
+    def n_batches(self, epoch: int) -> int:
+        raise NotImplementedError
+
+    def batches(self, epoch: int, start: int = 0) -> Iterator[tuple[dict[str, torch.Tensor], int]]:
+        raise NotImplementedError
+
+
+class InMemoryBatches(BatchSource):
+    """Rows held in memory; epoch ``e`` visits ``randperm(N)`` seeded by ``(seed, e)``.
+
+    Under DDP every global batch is split across ranks (rank ``r`` takes rows ``r::world``).
+    """
+
+    def __init__(self, data: dict[str, torch.Tensor], batch_size: int, seed: int) -> None:
+        self.data, self.batch_size, self.seed = data, batch_size, seed
+        self.n = len(next(iter(data.values())))
+        self.rank, self.world = _rank_world()
+
+    def n_batches(self, epoch: int) -> int:
+        return math.ceil(self.n / self.batch_size)
+
+    def batches(self, epoch: int, start: int = 0) -> Iterator[tuple[dict[str, torch.Tensor], int]]:
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        for idx in torch.randperm(self.n, generator=gen).split(self.batch_size)[start:]:
+            local = idx[self.rank :: self.world]
+            yield {k: v[local] for k, v in self.data.items()}, len(idx)
 
 
 def _rank_world() -> tuple[int, int]:
@@ -240,22 +284,27 @@ class Trainer:
         return out
 
     def fit(
-        self, train: dict[str, torch.Tensor], val: dict[str, torch.Tensor] | None = None, resume: bool = False
+        self,
+        train: dict[str, torch.Tensor] | BatchSource,
+        val: dict[str, torch.Tensor] | None = None,
+        resume: bool = False,
     ) -> list[dict]:
         """Train; returns the per-epoch history (also kept in the checkpoint).
 
         Args:
-            train: Training rows, every tensor with the same first dimension.
+            train: Training rows (every tensor with the same first dimension), or a
+                :class:`BatchSource` such as :class:`~speculum.train.StreamBatches` for
+                data that do not fit in memory.
             val: Validation rows (early stopping and history), optional.
             resume: Continue from ``run_dir/checkpoint.pt`` if it exists.
         """
         cfg = self.config
-        n = len(next(iter(train.values())))
-        if n == 0:
-            raise ValueError("train: no training rows")
-        batches_per_epoch = math.ceil(n / cfg.batch_size)
+        source = train if isinstance(train, BatchSource) else InMemoryBatches(train, cfg.batch_size, cfg.seed)
+        total_steps = sum(source.n_batches(e) for e in range(cfg.epochs))
+        if total_steps == 0:
+            raise ValueError("train: no training batches")
         opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * batches_per_epoch)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total_steps)
         state = TrainState(history=[])
         if resume and self.checkpoint_path.exists():
             state = self._restore(opt, sched)
@@ -269,33 +318,28 @@ class Trainer:
         bar = None
         while state.epoch < cfg.epochs and not state.stopped_early:
             epoch = state.epoch
-            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-            batches = torch.randperm(n, generator=gen).split(cfg.batch_size)
+            n_batches = source.n_batches(epoch)
             t0 = time.perf_counter()
             if self.progress and self.rank == 0:
                 from tqdm import tqdm
 
-                bar = tqdm(
-                    total=len(batches), initial=state.batch, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch"
-                )
-            for b in range(state.batch, len(batches)):
-                idx = batches[b]
-                local = idx[self.rank :: self.world]
-                batch = self._to({k: v[local] for k, v in train.items()})
+                bar = tqdm(total=n_batches, initial=state.batch, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch")
+            for b, (local_batch, global_rows) in enumerate(source.batches(epoch, state.batch), start=state.batch):
+                batch = self._to(local_batch)
                 with self._context():
                     per = self.loss_fn(net, batch)
-                loss = per.float().sum() * (self.world / len(idx))
+                loss = per.float().sum() * (self.world / global_rows)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 sched.step()
                 state.loss_sum += float(per.detach().float().sum())
-                state.rows += len(local)
+                state.rows += len(per)
                 state.batch, state.step = b + 1, state.step + 1
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{state.loss_sum / max(state.rows, 1):.4g}")
-                if state.step % cfg.checkpoint_every == 0 and state.batch < len(batches):
+                if state.step % cfg.checkpoint_every == 0 and state.batch < n_batches:
                     self._save(opt, sched, state)
             train_loss = self._reduce_mean(state.loss_sum, state.rows)
             record = {"epoch": epoch + 1, "step": state.step, "train_loss": train_loss, "lr": sched.get_last_lr()[0]}
