@@ -121,17 +121,28 @@ def resample_log_uniform(
     """
     check_shape(z, "z", (model_rest.shape[0],))
     check_grid(wave_obs, "wave_obs")
-    n_rest = model_rest.shape[1]
+    n_rest, n_obs = model_rest.shape[1], wave_obs.shape[0]
     base = (torch.log10(wave_obs.double()) - log_start) / log_step
-    pos = base[None, :] - (torch.log10(1 + z.double()) / log_step)[:, None]
+    zshift = (torch.log10(1 + z.double()) / log_step)[:, None]
     ends = 10 ** (log_start + log_step * torch.tensor([0.0, n_rest - 1.0], dtype=torch.float64))
     wave_z = ends[None, :] * (1 + z.double())[:, None]
     valid = (wave_obs.double()[None, :] > wave_z[:, :1]) & (wave_obs.double()[None, :] < wave_z[:, 1:])
-    idx = pos.floor_().long().clamp_(0, n_rest - 2)
-    # linear in wavelength, as resample_to_observed: lambda / lambda_i = 10 ** (log_step * frac)
-    frac = (base[None, :] - (torch.log10(1 + z.double()) / log_step)[:, None] - idx).to(model_rest.dtype)
     c = math.log(10) * log_step
-    t = torch.expm1(frac * c) / math.expm1(c)
+    ratio = wave_obs[1:].double() / wave_obs[:-1].double()
+    if len(ratio) and torch.allclose(ratio, torch.full_like(ratio, 10**log_step), rtol=1e-9, atol=0):
+        # observed grid on the same log step: every pixel of a spectrum has the same fractional
+        # offset, so the bracketing index is a per-spectrum shift of arange(L)
+        shift = base[:1][None, :] - zshift
+        k = shift.floor()
+        frac = (shift - k).to(model_rest.dtype)
+        idx = (k.long() + torch.arange(n_obs)[None, :]).clamp_(0, n_rest - 2)
+        t = (torch.expm1(frac * c) / math.expm1(c)).expand(-1, n_obs)
+    else:
+        pos = base[None, :] - zshift
+        idx = pos.floor().long().clamp_(0, n_rest - 2)
+        # linear in wavelength, as resample_to_observed: lambda / lambda_i = 10 ** (log_step * frac)
+        frac = (pos - idx).to(model_rest.dtype)
+        t = torch.expm1(frac * c) / math.expm1(c)
     y0 = model_rest.gather(1, idx)
     y1 = model_rest.gather(1, idx + 1)
     return (y0 + t * (y1 - y0)) * valid, valid
