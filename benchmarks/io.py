@@ -13,8 +13,8 @@
    memory means the two peaks are about equal.
 
 Usage:
-    python benchmarks/io.py                # full run (~10 minutes on 2 cores)
-    python benchmarks/io.py --quick        # 200 files, 100,000 rows (about a minute)
+    python benchmarks/io.py                # full run (2.5 minutes on 2 cores)
+    python benchmarks/io.py --quick        # 200 files, 100,000 rows (40 s)
     python benchmarks/io.py --json io.json
 """
 

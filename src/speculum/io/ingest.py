@@ -139,9 +139,10 @@ def _validate(rec: SpectrumRecords) -> list[str | None]:
     return out
 
 
-def _read_group(files: list[str], cfg: IngestConfig, instrument: str) -> tuple[dict | None, list[dict], int]:
+def _read_group(
+    files: list[str], cfg: IngestConfig, instrument: str, catalog: dict[str, float] | None
+) -> tuple[dict | None, list[dict], int]:
     """Worker: read a group of files -> (columns or None, rejects, n_not_selected)."""
-    catalog = _load_catalog(cfg.catalog) if cfg.catalog else None
     parts, rejects, unselected = [], [], 0
     for f in files:
         try:
@@ -259,7 +260,8 @@ def ingest(
         if progress is not None:
             progress(done_files, len(files))
 
-    args = [([str(f) for f in groups[k]], cfg, instrument) for k in todo]
+    catalog = _load_catalog(cfg.catalog) if cfg.catalog else None  # read once, not per group
+    args = [([str(f) for f in groups[k]], cfg, instrument, catalog) for k in todo]
     if workers <= 1 or len(todo) <= 1:
         for k, a in zip(todo, args, strict=True):
             handle(k, _read_group(*a))

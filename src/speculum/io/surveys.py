@@ -175,9 +175,13 @@ def _check_values(path: Path, where: str, flux: np.ndarray, ivar: np.ndarray) ->
 
 
 def _place_loglam(
-    path: Path, where: str, loglam: np.ndarray, inst: Instrument, flux, ivar, bad
+    path: Path, where: str, loglam: np.ndarray, inst: Instrument, flux, ivar, bad, sky=None
 ) -> tuple[np.ndarray, ...]:
-    """Put a spectrum on the SDSS/BOSS log-lambda lattice of ``inst`` by an exact offset."""
+    """Put a spectrum on the SDSS/BOSS log-lambda lattice of ``inst`` by an exact offset.
+
+    ``bad`` (and optionally ``sky``) flag the file's pixels; the instrument's sky-line mask
+    is added to ``SKY_LINE``.
+    """
     if loglam.ndim != 1 or len(loglam) < 2:
         raise _err(path, where, f"expected a 1-D wavelength array, got shape {loglam.shape}")
     if not np.all(np.isfinite(loglam)):
@@ -204,6 +208,9 @@ def _place_loglam(
     out_f[d] = np.where(good, f, 0.0)
     out_i[d] = np.where(good & ~b.astype(bool), iv, 0.0)
     out_m[d] = np.where(b | (iv <= 0) | ~good, int(PixelMask.BAD), 0)
+    if sky is not None:
+        out_m[d] |= np.where(sky[keep], int(PixelMask.SKY_LINE), 0).astype(np.int32)
+    out_m[inst.sky_mask] |= int(PixelMask.SKY_LINE)
     return out_f, out_i, out_m
 
 
@@ -280,13 +287,8 @@ def _sdss_records(path: Path, cols: dict, zname: str | None, ztab: dict | None, 
     ivar = np.asarray(cols["ivar"], dtype=np.float64)
     and_mask = np.asarray(cols["and_mask"]).astype(np.int64)
     _check_values(path, "HDU COADD, column", flux, ivar)
-    bad = (and_mask & SDSS_BAD_BITS) != 0
-    f, iv, m = _place_loglam(path, "HDU COADD, column loglam", loglam, inst, flux, ivar, bad)
-    pos = int(round((loglam[0] - inst.wave_start) / inst.step))
-    dst = np.arange(len(loglam)) + pos
-    keep = (dst >= 0) & (dst < inst.n_pixels)
-    m[dst[keep]] |= np.where((and_mask[keep] & BRIGHTSKY) != 0, int(PixelMask.SKY_LINE), 0).astype(np.int32)
-    m[inst.sky_mask] |= int(PixelMask.SKY_LINE)
+    bad, sky = (and_mask & SDSS_BAD_BITS) != 0, (and_mask & BRIGHTSKY) != 0
+    f, iv, m = _place_loglam(path, "HDU COADD, column loglam", loglam, inst, flux, ivar, bad, sky)
     if ztab is None:
         z, zerr, zwarn, cls, flag, oid = np.nan, np.nan, -1, "", "no_redshift", path.stem.removeprefix("spec-")
     else:
@@ -362,7 +364,6 @@ def _sdss_image(path: Path, hdul, inst: Instrument) -> SpectrumRecords:
     _check_values(path, "HDU 0/1 (flux/ivar)", flux, ivar)
     # in this layout HDU 3 marks *good* pixels with 1: every ivar = 0 pixel has mask 0
     f, iv, m = _place_loglam(path, "HDU 2 (loglam)", loglam, inst, flux, ivar, mask == 0)
-    m[inst.sky_mask] |= int(PixelMask.SKY_LINE)
     oid = str(hdr.get("NAME", path.stem)).strip()
     return SpectrumRecords(
         instrument=inst.name,
@@ -464,55 +465,68 @@ def read_desi_coadd(
 
     Only real targets (``OBJTYPE == 'TGT'``, when the column exists) are kept.
     """
-    path, inst = Path(path), DESI
+    path = Path(path)
     with _open(path) as hdul:
-        names = [h.name.upper() for h in hdul]
-        if "FIBERMAP" not in names:
-            raise _err(path, "HDU FIBERMAP", f"missing; HDUs: {names}")
-        fm = hdul["FIBERMAP"]
-        tid = _column(path, fm, "TARGETID", kind="i").astype(np.int64)
-        status_col = "COADD_FIBERSTATUS" if "COADD_FIBERSTATUS" in fm.columns.names else "FIBERSTATUS"
-        status = _column(path, fm, status_col, kind="i").astype(np.int64)
-        keep = (status & ~np.int64(fiberstatus_ok)) == 0
-        if "OBJTYPE" in fm.columns.names:
-            keep &= np.char.strip(np.asarray(fm.data["OBJTYPE"]).astype(str)) == "TGT"
-        rows = np.nonzero(keep)[0]
-        n, length = len(tid), inst.n_pixels
-        wsum = np.zeros((n, length))
-        fsum = np.zeros((n, length))
-        rsum = np.zeros((n, 11, length)) if keep_resolution else None
-        covered = np.zeros(length, bool)
-        arms = [a for a in ("B", "R", "Z") if f"{a}_FLUX" in names]
-        if not arms:
-            raise _err(path, "HDU B_FLUX/R_FLUX/Z_FLUX", f"no spectrograph arm found; HDUs: {names}")
-        for arm in arms:
-            for part in ("WAVELENGTH", "IVAR", "MASK") + (("RESOLUTION",) if keep_resolution else ()):
-                if f"{arm}_{part}" not in names:
-                    raise _err(path, f"HDU {arm}_{part}", "missing")
-            wave = np.asarray(hdul[f"{arm}_WAVELENGTH"].data, dtype=np.float64)
-            flux = np.asarray(hdul[f"{arm}_FLUX"].data, dtype=np.float64)
-            ivar = np.asarray(hdul[f"{arm}_IVAR"].data, dtype=np.float64)
-            mask = np.asarray(hdul[f"{arm}_MASK"].data)
-            where = f"HDU {arm}_FLUX/{arm}_IVAR"
-            if flux.shape != (n, len(wave)) or ivar.shape != flux.shape or mask.shape != flux.shape:
-                shapes = f"{flux.shape}/{ivar.shape}/{mask.shape}"
-                raise _err(path, where, f"shapes {shapes} do not match {n} fibres x {len(wave)} px")
-            _check_values(path, where, flux[rows], ivar[rows])
-            if np.any(np.diff(wave) <= 0):
-                raise _err(path, f"HDU {arm}_WAVELENGTH", "wavelengths not sorted")
-            pos = (wave - inst.wave_start) / inst.step
-            idx = np.round(pos).astype(int)
-            if np.max(np.abs(pos - idx)) > 1e-3 or idx[0] < 0 or idx[-1] >= length:
-                raise _err(path, f"HDU {arm}_WAVELENGTH", "not on the DESI 0.8 A grid 3600-9824 A")
-            w = np.where((mask == 0) & np.isfinite(flux), ivar, 0.0)
-            wsum[:, idx] += w
-            fsum[:, idx] += w * np.nan_to_num(flux)
-            covered[idx] = True
-            if keep_resolution:
-                res = np.asarray(hdul[f"{arm}_RESOLUTION"].data, dtype=np.float64)
-                if res.shape != (n, 11, len(wave)):
-                    raise _err(path, f"HDU {arm}_RESOLUTION", f"expected shape ({n}, 11, {len(wave)}), got {res.shape}")
-                rsum[:, :, idx] += w[:, None, :] * res
+        return _read_desi_open(path, hdul, redshifts, fiberstatus_ok, zwarn_ok, keep_resolution)
+
+
+def _read_desi_open(
+    path: Path,
+    hdul,
+    redshifts: str | Path | None = None,
+    fiberstatus_ok: int = 0,
+    zwarn_ok: int = 0,
+    keep_resolution: bool = True,
+) -> SpectrumRecords:
+    """:func:`read_desi_coadd` on an already open file."""
+    inst = DESI
+    names = [h.name.upper() for h in hdul]
+    if "FIBERMAP" not in names:
+        raise _err(path, "HDU FIBERMAP", f"missing; HDUs: {names}")
+    fm = hdul["FIBERMAP"]
+    tid = _column(path, fm, "TARGETID", kind="i").astype(np.int64)
+    status_col = "COADD_FIBERSTATUS" if "COADD_FIBERSTATUS" in fm.columns.names else "FIBERSTATUS"
+    status = _column(path, fm, status_col, kind="i").astype(np.int64)
+    keep = (status & ~np.int64(fiberstatus_ok)) == 0
+    if "OBJTYPE" in fm.columns.names:
+        keep &= np.char.strip(np.asarray(fm.data["OBJTYPE"]).astype(str)) == "TGT"
+    rows = np.nonzero(keep)[0]
+    n, length = len(tid), inst.n_pixels
+    wsum = np.zeros((n, length))
+    fsum = np.zeros((n, length))
+    rsum = np.zeros((n, 11, length)) if keep_resolution else None
+    covered = np.zeros(length, bool)
+    arms = [a for a in ("B", "R", "Z") if f"{a}_FLUX" in names]
+    if not arms:
+        raise _err(path, "HDU B_FLUX/R_FLUX/Z_FLUX", f"no spectrograph arm found; HDUs: {names}")
+    for arm in arms:
+        for part in ("WAVELENGTH", "IVAR", "MASK") + (("RESOLUTION",) if keep_resolution else ()):
+            if f"{arm}_{part}" not in names:
+                raise _err(path, f"HDU {arm}_{part}", "missing")
+        wave = np.asarray(hdul[f"{arm}_WAVELENGTH"].data, dtype=np.float64)
+        flux = np.asarray(hdul[f"{arm}_FLUX"].data, dtype=np.float64)
+        ivar = np.asarray(hdul[f"{arm}_IVAR"].data, dtype=np.float64)
+        mask = np.asarray(hdul[f"{arm}_MASK"].data)
+        where = f"HDU {arm}_FLUX/{arm}_IVAR"
+        if flux.shape != (n, len(wave)) or ivar.shape != flux.shape or mask.shape != flux.shape:
+            shapes = f"{flux.shape}/{ivar.shape}/{mask.shape}"
+            raise _err(path, where, f"shapes {shapes} do not match {n} fibres x {len(wave)} px")
+        _check_values(path, where, flux[rows], ivar[rows])
+        if np.any(np.diff(wave) <= 0):
+            raise _err(path, f"HDU {arm}_WAVELENGTH", "wavelengths not sorted")
+        pos = (wave - inst.wave_start) / inst.step
+        idx = np.round(pos).astype(int)
+        if np.max(np.abs(pos - idx)) > 1e-3 or idx[0] < 0 or idx[-1] >= length:
+            raise _err(path, f"HDU {arm}_WAVELENGTH", "not on the DESI 0.8 A grid 3600-9824 A")
+        w = np.where((mask == 0) & np.isfinite(flux), ivar, 0.0)
+        wsum[:, idx] += w
+        fsum[:, idx] += w * np.nan_to_num(flux)
+        covered[idx] = True
+        if keep_resolution:
+            res = np.asarray(hdul[f"{arm}_RESOLUTION"].data, dtype=np.float64)
+            if res.shape != (n, 11, len(wave)):
+                raise _err(path, f"HDU {arm}_RESOLUTION", f"expected shape ({n}, 11, {len(wave)}), got {res.shape}")
+            rsum[:, :, idx] += w[:, None, :] * res
     ivar_c = wsum
     flux_c = np.where(wsum > 0, fsum / np.where(wsum > 0, wsum, 1), 0.0)
     mask_c = np.where(covered, np.where(wsum > 0, 0, int(PixelMask.BAD)), int(PixelMask.NO_DATA)).astype(np.int32)
@@ -579,12 +593,10 @@ def read_spectra(path: str | Path, instrument: str | Instrument | None = None, *
         fast = _sdss_fitsio(path, sdss_inst)
         if fast is not None:
             return fast
-    hdul = _open(path)
-    with hdul:
+    with _open(path) as hdul:
         names = [h.name.upper() for h in hdul]
-        desi = "FIBERMAP" in names or any(n.endswith("_FLUX") for n in names)
-        if not desi:
+        if not ("FIBERMAP" in names or any(n.endswith("_FLUX") for n in names)):
             return _read_sdss_open(path, hdul, sdss_inst)
-    if instrument is not None and sdss_inst.name != "DESI":
-        raise _err(path, "layout", f"a DESI coadd cannot be placed on the {sdss_inst.name} grid")
-    return read_desi_coadd(path, **desi_options)
+        if instrument is not None and sdss_inst.name != "DESI":
+            raise _err(path, "layout", f"a DESI coadd cannot be placed on the {sdss_inst.name} grid")
+        return _read_desi_open(path, hdul, **desi_options)

@@ -593,15 +593,15 @@ class GalaxySimulator:
             frac = 0.2 + 0.4 * r(len(blend))
             scale = (frac / (1 - frac)) * obs_norm[blend]
             model[blend] += (star_obs * scale[:, None]).float()
+            feats = torch.tensor(STAR_FEATURES, dtype=torch.float64)
+            star_windows = self._window(feats[:, 0], feats[:, 1])  # same observed-frame features for all
             for j, i in enumerate(blend.tolist()):
                 params[i] = {
                     "star_template": int(star_id[j]),
                     "flux_fraction": round(float(frac[j]), 3),
                     "z_star": round(float(z_star[j]), 6),
                 }
-                lo = torch.tensor([a for a, _ in STAR_FEATURES], dtype=torch.float64)
-                hi = torch.tensor([b for _, b in STAR_FEATURES], dtype=torch.float64)
-                windows[i] = self._window(lo, hi)
+                windows[i] = star_windows
 
         pair = torch.nonzero(has["pair"]).squeeze(1)
         if len(pair):
