@@ -1,12 +1,30 @@
 """speculum vs. the reference ``spender==0.3``: the SPENDER autoencoder, side by side.
 
-Same machine, same architecture, same weights, same batch sizes and threads. Each timed
-case runs in a fresh child process so its peak memory (max RSS) is its own.
+Same process, same architecture, same weights, same batches and threads. Every case is
+timed *interleaved*: reference, speculum, reference, speculum, ... for ``--reps``
+repetitions, so that the machine's drift (1.5-3x from hour to hour here) hits both alike;
+the table shows the median ratio and its spread (min-max over repetitions). The float32
+matmul peak is measured in the same run (before and after) so absolute figures can be
+compared across runs.
+
+Cases (batch of SDSS spectra, 3921 px -> 7000 restframe bins, the paper architecture):
+
+* ``inference`` / ``training`` (one Adam step), each on **unmasked** spectra and on
+  **masked** ones: the masks of simulated SDSS spectra (sky lines, cosmic rays, bad
+  columns: ``w = 0`` there), which our encoder in-paints before encoding;
+* ``inference_vs_compiled``: speculum against the reference under ``torch.compile`` (the
+  best a user of the reference can do today);
+* ``bf16``: speculum under ``torch.autocast(bfloat16)`` against the float32 reference
+  (speed only; whether bf16 training keeps the fit quality is ``--bf16-quality``).
+
+Peak memory (max RSS) of each implementation is measured once per mode in a fresh child
+process, so each figure is its own.
 
 Usage:
-    python benchmarks/autoencoder.py            # full run
-    python benchmarks/autoencoder.py --quick    # about a minute on 2 cores
+    python benchmarks/autoencoder.py                 # full run: batches 64 and 256, 7 repetitions
+    python benchmarks/autoencoder.py --quick         # batch 256, 5 repetitions
     python benchmarks/autoencoder.py --json bench.json
+    python benchmarks/autoencoder.py --bf16-quality  # also train the demo model in fp32 and bf16 (~10 min)
 """
 
 from __future__ import annotations
@@ -16,6 +34,7 @@ import json
 import multiprocessing as mp
 import os
 import resource
+import statistics
 import sys
 import time
 
@@ -35,81 +54,121 @@ def _build(n_latent: int = 10):
     return ref, inst, ours
 
 
-def _data(batch: int):
+def _data(batch: int, masked: bool):
+    """Normalised spectra: simulated SDSS galaxies; ``masked`` keeps their masks (w = 0 there)."""
+    import numpy as np
     import torch
 
-    gen = torch.Generator().manual_seed(batch)
-    y = (
-        1
-        + 0.3 * torch.randn(batch, 3921, generator=gen).cumsum(1) / 40
-        + 0.05 * torch.randn(batch, 3921, generator=gen)
-    )
-    w = torch.full_like(y, 400.0)
-    z = 0.5 * torch.rand(batch, generator=gen)
-    return y, w, z
+    from speculum.pipeline import prepare_spectra
+    from speculum.sim import GalaxySimulator, SimConfig
+
+    sim = GalaxySimulator(SimConfig(instrument="SDSS", anomaly_rate=0.0)).simulate(batch + batch // 4, seed=batch)
+    cols = sim.columns("SDSS")
+    prep = prepare_spectra(cols, "SDSS")
+    y, w, z = prep.y[:batch], prep.w[:batch], prep.z[:batch]
+    if not masked:  # same spectra, every pixel usable
+        w = torch.where(w > 0, w, w[w > 0].median()).contiguous()
+    assert len(y) == batch, "simulated too few usable spectra"
+    frac = float((w == 0).float().mean())
+    return y.contiguous(), w.contiguous(), z.contiguous(), np.round(frac, 4)
 
 
-def _case(impl: str, mode: str, batch: int, reps: int, threads: int, queue) -> None:
+def _steps(ref, inst, ours, y, w, z, mode: str, compiled: bool = False, bf16: bool = False):
+    """Return (reference_step, speculum_step) callables for one case."""
     import torch
 
     from speculum.train import fiducial_loss
 
-    torch.set_num_threads(threads)
-    ref, inst, ours = _build()
-    y, w, z = _data(batch)
-    if impl == "reference":
-        model = ref
+    ref_fwd = ref._forward
+    if compiled:
+        ref_fwd = torch.compile(ref._forward)
 
-        def forward():
-            _, _, obs, valid = ref._forward(y, instrument=inst, z=z)
-            return obs, valid
-    else:
-        model = ours
+    def f_ref():
+        _, _, obs, valid = ref_fwd(y, instrument=inst, z=z)
+        return obs, valid
 
-        def forward():
+    def f_ours():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             out = ours(y, w, z, check=False)
-            return out.observed, out.valid
+        return out.observed.float(), out.valid
 
     if mode == "inference":
-        model.eval()
+
+        def wrap(f, model):
+            def step():
+                model.eval()
+                with torch.inference_mode():
+                    f()
+
+            return step
+
+        return wrap(f_ref, ref), wrap(f_ours, ours)
+
+    def wrap_train(f, model):
+        opt = torch.optim.Adam(model.parameters(), lr=1e-6)
 
         def step():
-            with torch.inference_mode():
-                forward()
-    else:
-        model.train()
-        opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-
-        def step():
-            obs, valid = forward()
-            loss = fiducial_loss(y, w * valid, obs) / batch
+            model.train()
+            obs, valid = f()
+            loss = fiducial_loss(y, w * valid, obs) / len(y)
             opt.zero_grad()
             loss.backward()
             opt.step()
 
-    step()  # warm-up
-    t0 = time.perf_counter()
+        return step
+
+    return wrap_train(f_ref, ref), wrap_train(f_ours, ours)
+
+
+def interleaved(step_a, step_b, reps: int, warmup: int = 1) -> dict:
+    """Time two callables alternately; per-repetition ratio t_a / t_b (how much faster b is)."""
+    for _ in range(warmup):
+        step_a()
+        step_b()
+    ta, tb = [], []
     for _ in range(reps):
-        step()
-    dt = (time.perf_counter() - t0) / reps
-    queue.put({"spectra_per_s": batch / dt, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+        t0 = time.perf_counter()
+        step_a()
+        t1 = time.perf_counter()
+        step_b()
+        t2 = time.perf_counter()
+        ta.append(t1 - t0)
+        tb.append(t2 - t1)
+    ratios = [a / b for a, b in zip(ta, tb, strict=True)]
+    return {"t_a": statistics.median(ta), "t_b": statistics.median(tb), "ratios": ratios}
 
 
-def run_case(impl: str, mode: str, batch: int, reps: int, threads: int) -> dict:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_case, args=(impl, mode, batch, reps, threads, queue))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    return result
-
-
-def outputs_max_rel_diff() -> dict:
+def _rss_case(impl: str, mode: str, batch: int, queue) -> None:
     import torch
 
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     ref, inst, ours = _build()
-    y, w, z = _data(64)
+    y, w, z, _ = _data(batch, masked=True)
+    a, b = _steps(ref, inst, ours, y, w, z, mode)
+    step = a if impl == "reference" else b
+    if impl == "reference":
+        del ours
+    else:
+        del ref
+    step()
+    step()
+    queue.put(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def peak_rss_mb(impl: str, mode: str, batch: int) -> float:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_rss_case, args=(impl, mode, batch, queue))
+    proc.start()
+    out = queue.get()
+    proc.join()
+    return out
+
+
+def outputs_max_rel_diff(ref, inst, ours) -> dict:
+    import torch
+
+    y, w, z, _ = _data(64, masked=False)
     with torch.no_grad():
         s_r, x_r, o_r, _ = ref.eval()._forward(y, instrument=inst, z=z)
         out = ours.eval()(y, w, z)
@@ -126,83 +185,140 @@ def outputs_max_rel_diff() -> dict:
     }
 
 
-def matmul_peak_gflops(threads: int) -> float:
+def matmul_peak_gflops() -> float:
     import torch
 
-    torch.set_num_threads(threads)
     a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
     a @ b
-    t0 = time.perf_counter()
-    for _ in range(5):
-        a @ b
-    return 2 * 2048**3 * 5 / (time.perf_counter() - t0) / 1e9
+    best = 0.0
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for _ in range(3):
+            a @ b
+        best = max(best, 2 * 2048**3 * 3 / (time.perf_counter() - t0) / 1e9)
+    return best
 
 
-def forward_gflop_per_spectrum() -> float:
-    """FLOPs of one reference forward pass (direct convolutions + MLPs), in GFLOP."""
-    length, flops = 3921, 0
-    c_in = 1
-    for c, k, p in ((128, 5, 5), (256, 11, 11), (512, 21, 1)):
-        flops += 2 * c_in * c * k * length
-        length = (length + 2 * (p // 2) - p) // p + 1
-        c_in = c
-    widths = [256, 128, 64, 32, 10, 64, 256, 1024, 7000]
-    flops += sum(2 * a * b for a, b in zip(widths[:-1], widths[1:], strict=True))
-    return flops / 1e9
+def bf16_quality(epochs: int = 16, n: int = 8192) -> dict:
+    """Train the demo model (small preset, demo data) in fp32 and under bf16 autocast; held-out chi2 of each."""
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+
+    from speculum.pipeline import reconstruct, simulate_dataset, train_autoencoder
+    from speculum.sim import SimConfig
+    from speculum.train import TrainConfig
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        data = simulate_dataset(Path(tmp) / "sim", n, SimConfig(instrument="SDSS", anomaly_rate=0.05), seed=0)
+        for prec in ("fp32", "bf16"):
+            run = Path(tmp) / prec
+            s = train_autoencoder(data, run, None, TrainConfig(epochs=epochs, lr=3e-3, patience=0, precision=prec))
+            rec = reconstruct(run / "model.safetensors", data, run / "rec.parquet", split="test")
+            normal = np.asarray(rec["truth_class"]) == "normal"
+            out[f"bf16q_{prec}_test_chi2_normal"] = float(np.median(rec["reduced_chi2"][normal]))
+            out[f"bf16q_{prec}_train_seconds"] = s["train_seconds"]
+    out["bf16q_chi2_ratio"] = out["bf16q_bf16_test_chi2_normal"] / out["bf16q_fp32_test_chi2_normal"]
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="reduced run (about a minute on 2 cores)")
+    parser.add_argument("--quick", action="store_true", help="batch 256 only, 5 repetitions")
     parser.add_argument("--json", type=str, default=None, help="write the figures as one flat JSON object")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (both implementations)")
+    parser.add_argument("--reps", type=int, default=None, help="interleaved repetitions (default 5 quick, 7 full)")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile reference row")
+    parser.add_argument("--bf16-quality", action="store_true", help="also train fp32 vs bf16 (demo setting)")
     args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    os.environ["BENCH_THREADS"] = str(args.threads)
+    reps = args.reps or (5 if args.quick else 7)
     batches = (256,) if args.quick else (64, 256)
-    reps = {"inference": 1 if args.quick else 3, "training": 1 if args.quick else 2}
-    results: dict = {"threads": args.threads, "quick": args.quick}
+    results: dict = {"threads": args.threads, "quick": args.quick, "reps": reps}
+    peak0 = matmul_peak_gflops()
+    ref, inst, ours = _build()
     rows = []
-    for mode in ("inference", "training"):
-        for batch in batches:
-            r = run_case("reference", mode, batch, reps[mode], args.threads)
-            o = run_case("speculum", mode, batch, reps[mode], args.threads)
-            ratio = o["spectra_per_s"] / r["spectra_per_s"]
-            rows.append((mode, batch, r, o, ratio))
-            key = f"{mode}_b{batch}"
-            results[f"{key}_reference_spectra_per_s"] = round(r["spectra_per_s"], 2)
-            results[f"{key}_speculum_spectra_per_s"] = round(o["spectra_per_s"], 2)
-            results[f"{key}_speedup"] = round(ratio, 3)
-            results[f"{key}_reference_peak_rss_mb"] = round(r["peak_rss_mb"])
-            results[f"{key}_speculum_peak_rss_mb"] = round(o["peak_rss_mb"])
-    results["inference_speedup"] = results["inference_b256_speedup"]
-    results["train_speedup"] = results["training_b256_speedup"]
-    diffs = outputs_max_rel_diff()
+    for batch in batches:
+        for masked in (False, True):
+            y, w, z, frac = _data(batch, masked)
+            results[f"masked_fraction_b{batch}"] = frac if masked else results.get(f"masked_fraction_b{batch}", 0)
+            cases = [("inference", {}), ("training", {})]
+            if batch == 256 and masked:
+                cases += [("inference", {"bf16": True}), ("training", {"bf16": True})]
+                if not args.no_compile:
+                    cases.append(("inference", {"compiled": True}))
+            for mode, kw in cases:
+                a, b = _steps(ref, inst, ours, y, w, z, mode, **kw)
+                r = interleaved(a, b, reps, warmup=2 if kw.get("compiled") else 1)
+                tag = "_".join([mode, f"b{batch}", "masked" if masked else "unmasked", *sorted(kw)])
+                med = statistics.median(r["ratios"])
+                rows.append((tag, batch / r["t_a"], batch / r["t_b"], med, min(r["ratios"]), max(r["ratios"])))
+                results[f"{tag}_reference_spectra_per_s"] = round(batch / r["t_a"], 2)
+                results[f"{tag}_speculum_spectra_per_s"] = round(batch / r["t_b"], 2)
+                results[f"{tag}_speedup"] = round(med, 3)
+                results[f"{tag}_speedup_min"] = round(min(r["ratios"]), 3)
+                results[f"{tag}_speedup_max"] = round(max(r["ratios"]), 3)
+    # headline figures: the default mode a user gets (float32), batch 256, masked spectra
+    results["inference_speedup"] = results["inference_b256_masked_speedup"]
+    results["train_speedup"] = results["training_b256_masked_speedup"]
+    results["inference_speedup_unmasked"] = results["inference_b256_unmasked_speedup"]
+    results["train_speedup_unmasked"] = results["training_b256_unmasked_speedup"]
+    if not args.no_compile:
+        results["inference_speedup_vs_compiled"] = results["inference_b256_masked_compiled_speedup"]
+    results["inference_speedup_bf16"] = results["inference_b256_masked_bf16_speedup"]
+    results["train_speedup_bf16"] = results["training_b256_masked_bf16_speedup"]
+    diffs = outputs_max_rel_diff(ref, inst, ours)
     results.update({k: float(f"{v:.3g}") for k, v in diffs.items()})
     results["max_rel_diff"] = max(diffs["rel_diff_latents"], diffs["rel_diff_restframe"])
-    peak = matmul_peak_gflops(args.threads)
-    gflop = forward_gflop_per_spectrum()
-    results["matmul_peak_gflops"] = round(peak, 1)
-    results["forward_gflop_per_spectrum"] = round(gflop, 3)
-    for impl in ("reference", "speculum"):
-        achieved = gflop * results[f"inference_b256_{impl}_spectra_per_s"]
-        results[f"inference_b256_{impl}_equiv_gflops"] = round(achieved, 1)
+    peak1 = matmul_peak_gflops()
+    results["matmul_peak_gflops_start"] = round(peak0, 1)
+    results["matmul_peak_gflops_end"] = round(peak1, 1)
+    del ref, ours
+    for mode in ("inference", "training"):
+        for impl in ("reference", "speculum"):
+            results[f"{mode}_b256_{impl}_peak_rss_mb"] = round(peak_rss_mb(impl, mode, 256))
+    if args.bf16_quality:
+        results.update({k: round(v, 4) for k, v in bf16_quality().items()})
 
-    print(f"SPENDER autoencoder, SDSS grid (3921 px -> 7000 restframe bins), {args.threads} threads, float32")
-    print(f"{'mode':<10} {'batch':>5} {'reference/s':>12} {'speculum/s':>11} {'ratio':>6} {'ref MB':>7} {'ours MB':>8}")
-    for mode, batch, r, o, ratio in rows:
-        print(
-            f"{mode:<10} {batch:>5} {r['spectra_per_s']:>12.1f} {o['spectra_per_s']:>11.1f} {ratio:>5.2f}x "
-            f"{r['peak_rss_mb']:>7.0f} {o['peak_rss_mb']:>8.0f}"
-        )
+    print(f"SPENDER autoencoder, SDSS grid (3921 px -> 7000 restframe bins), {args.threads} threads")
+    print(f"{reps} interleaved repetitions; ratio = reference time / speculum time (median, min-max)")
+    print(f"{'case':<38} {'reference/s':>12} {'speculum/s':>11} {'ratio':>7} {'spread':>13}")
+    for tag, r_s, o_s, med, lo, hi in rows:
+        print(f"{tag:<38} {r_s:>12.1f} {o_s:>11.1f} {med:>6.2f}x {lo:>6.2f}-{hi:<5.2f}")
     print(
-        f"forward = {gflop:.3f} GFLOP/spectrum (direct-convolution count); matmul peak {peak:.0f} GFLOP/s; "
-        f"reference {results['inference_b256_reference_equiv_gflops']:.0f}, speculum "
-        f"{results['inference_b256_speculum_equiv_gflops']:.0f} equivalent GFLOP/s at batch 256"
+        f"goals: inference >= 3x -> {results['inference_speedup']:.2f}x; training >= 2x -> "
+        f"{results['train_speedup']:.2f}x"
+        + (
+            f"; inference vs compiled reference >= 2x -> {results['inference_speedup_vs_compiled']:.2f}x"
+            if "inference_speedup_vs_compiled" in results
+            else ""
+        )
     )
+    print(
+        "peak RSS, batch 256 (MB): "
+        + ", ".join(
+            f"{m} reference {results[f'{m}_b256_reference_peak_rss_mb']} / speculum "
+            f"{results[f'{m}_b256_speculum_peak_rss_mb']}"
+            for m in ("inference", "training")
+        )
+    )
+    print(f"float32 matmul peak {peak0:.0f} GFLOP/s at start, {peak1:.0f} at end")
     print(
         f"max relative difference (float32): latents {diffs['rel_diff_latents']:.2e}, "
         f"restframe {diffs['rel_diff_restframe']:.2e}, observed {diffs['rel_diff_observed_vs_float32_reference']:.2e} "
         "(reference float32 wavelength rounding)"
     )
+    if args.bf16_quality:
+        print(
+            f"bf16 training quality (demo setting): held-out median chi2 fp32 "
+            f"{results['bf16q_fp32_test_chi2_normal']:.4f}, bf16 {results['bf16q_bf16_test_chi2_normal']:.4f} "
+            f"(ratio {results['bf16q_chi2_ratio']:.4f}; bf16 may be a CPU default only within 1.02)"
+        )
     if args.json:
         tmp = args.json + ".tmp"
         with open(tmp, "w") as f:

@@ -5,8 +5,9 @@ class GALAXY with ZWARNING = 0, plus NGC 3073, a dwarf galaxy the pipeline calls
 and reports their reduced chi-square next to that of simulated held-out galaxies.
 If real galaxies reconstruct much worse, the simulator is missing something.
 
-The files are read here with astropy directly (COADD table + SPECOBJ/SPALL redshift);
-bad pixels are ``ivar <= 0`` or any ``and_mask`` bit, plus the instrument's sky mask.
+The files go through the shipped path a user takes: ``speculum.io.ingest`` (SDSS grid,
+``--skip-bad``) -> Parquet shards -> ``reconstruct``; the galaxies are selected from the
+shards' ``class``/``zwarn`` columns.
 
 Usage:
     python benchmarks/realism.py --model demo-output/run/model.safetensors --data demo-output/data
@@ -27,71 +28,31 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 DWARF_GALAXIES = {"NGC3073_SDSS_DR18.fits"}
 
 
-def read_sdss_galaxies(folder: Path = SHARED / "sdss_boss" / "spec") -> dict[str, np.ndarray]:
-    """Real SDSS galaxies as columns of the shard format, on the SDSS instrument grid."""
-    from astropy.io import fits
+def evaluate(model_path: Path, data: Path, tmp: Path) -> dict:
+    """Real spectra through the shipped path (``ingest`` -> shards -> ``reconstruct``) next to simulated ones."""
+    from speculum.io import IngestConfig, SpectraSet, ingest
+    from speculum.pipeline import reconstruct
 
-    from speculum.instruments import SDSS, PixelMask
-
-    rows = {"object_id": [], "z": [], "flux": [], "ivar": [], "mask": []}
-    for path in sorted(folder.glob("*.fits")):
-        with fits.open(path) as hdul:
-            names = [h.name for h in hdul]
-            zt = hdul["SPECOBJ"].data if "SPECOBJ" in names else hdul["SPALL"].data
-            cls = str(zt["CLASS"][0]).strip()
-            if not ((cls == "GALAXY" and int(zt["ZWARNING"][0]) == 0) or path.name in DWARF_GALAXIES):
-                continue
-            z = float(zt["Z"][0])
-            coadd = hdul["COADD"].data
-            loglam = np.asarray(coadd["loglam"], dtype=np.float64)
-            off = int(round((loglam[0] - SDSS.wave_start) / SDSS.step))
-            if abs((loglam[0] - SDSS.wave_start) / SDSS.step - off) > 1e-2:
-                raise ValueError(f"{path}: column loglam is not on the SDSS 1e-4 dex lattice")
-            flux = np.zeros(SDSS.n_pixels, np.float32)
-            ivar = np.zeros(SDSS.n_pixels, np.float32)
-            mask = np.full(SDSS.n_pixels, int(PixelMask.NO_DATA), np.int32)
-            src = np.arange(len(loglam))
-            dst = src + off
-            keep = (dst >= 0) & (dst < SDSS.n_pixels)
-            flux[dst[keep]] = coadd["flux"][keep]
-            ivar[dst[keep]] = coadd["ivar"][keep]
-            bad = (np.asarray(coadd["and_mask"])[keep] != 0) | (coadd["ivar"][keep] <= 0)
-            mask[dst[keep]] = np.where(bad, int(PixelMask.BAD), 0)
-            mask[SDSS.sky_mask] |= int(PixelMask.SKY_LINE)
-        rows["object_id"].append(path.stem)
-        rows["z"].append(z)
-        rows["flux"].append(flux)
-        rows["ivar"].append(ivar)
-        rows["mask"].append(mask)
-    return {k: np.array(v) if k != "object_id" else np.array(v, dtype=object) for k, v in rows.items()}
-
-
-def evaluate(model_path: Path, data: Path) -> dict:
-    import torch
-
-    from speculum.io import SpectraSet
-    from speculum.pipeline import prepare_spectra
-    from speculum.train import load_model, reduced_chi2
-
-    model = load_model(model_path).eval()
-    real = read_sdss_galaxies()
-    prep = prepare_spectra(real, "SDSS")
-    sim_cols = SpectraSet.open(data).read(["object_id", "z", "flux", "ivar", "mask", "truth_class"], split="test")
-    normal = sim_cols["truth_class"] == "normal"
-    sim = prepare_spectra({k: v[normal] for k, v in sim_cols.items()}, "SDSS")
-    with torch.no_grad():
-        out = {}
-        for name, p in (("real", prep), ("sim", sim)):
-            res = model(p.y, p.w, p.z)
-            out[name] = reduced_chi2(p.y, p.w * res.valid, res.observed).numpy()
-    per = {str(o): round(float(c), 3) for o, c in zip(real["object_id"][prep.index], out["real"], strict=True)}
+    real = tmp / "real"
+    ingest([SHARED / "sdss_boss" / "spec"], real, IngestConfig(instrument="SDSS", skip_bad=True))
+    meta = SpectraSet.open(real).read(["object_id", "class", "zwarn", "source_file"])
+    files = np.array([Path(str(f)).name for f in meta["source_file"]])
+    chosen = ((meta["class"] == "GALAXY") & (meta["zwarn"] == 0)) | np.isin(files, list(DWARF_GALAXIES))
+    name = dict(zip(meta["object_id"], [Path(f).stem for f in files], strict=True))
+    rec = reconstruct(model_path, real, tmp / "real.parquet")  # skips z outside the model's range, says how many
+    keep = np.isin(rec["object_id"], meta["object_id"][chosen])
+    real_chi2 = rec["reduced_chi2"][keep]
+    sim = reconstruct(model_path, data, tmp / "sim.parquet", split="test")
+    sim_chi2 = sim["reduced_chi2"][np.asarray(sim["truth_class"]) == "normal"]
+    per = {name[o]: round(float(c), 3) for o, c in zip(rec["object_id"][keep], real_chi2, strict=True)}
     return {
-        "n_real": len(out["real"]),
-        "n_sim_test": len(out["sim"]),
-        "median_reduced_chi2_real": round(float(np.median(out["real"])), 3),
-        "median_reduced_chi2_sim": round(float(np.median(out["sim"])), 3),
-        "ratio_real_to_sim": round(float(np.median(out["real"]) / np.median(out["sim"])), 3),
-        **{f"chi2_{k}": v for k, v in per.items()},
+        "n_real": int(keep.sum()),
+        "n_real_selected": int(chosen.sum()),
+        "n_sim_test": len(sim_chi2),
+        "median_reduced_chi2_real": round(float(np.median(real_chi2)), 3),
+        "median_reduced_chi2_sim": round(float(np.median(sim_chi2)), 3),
+        "ratio_real_to_sim": round(float(np.median(real_chi2) / np.median(sim_chi2)), 3),
+        **{f"chi2_{k}": v for k, v in sorted(per.items())},
     }
 
 
@@ -100,7 +61,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="trained model (default: train one here)")
     parser.add_argument("--data", type=Path, help="the simulated shard folder the model was trained on")
     parser.add_argument("--quick", action="store_true", help="train a quicker model if none is given")
-    parser.add_argument("--json", metavar="PATH")
+    parser.add_argument("--json", metavar="PATH", help="write the figures as one flat JSON object")
     args = parser.parse_args()
     if not (SHARED / "sdss_boss" / "spec").is_dir():
         raise SystemExit(f"real SDSS files not found under {SHARED}; nothing to compare")
@@ -116,7 +77,7 @@ def main() -> None:
             args.model = Path(tmp) / "run" / "model.safetensors"
         if args.data is None:
             parser.error("--data is required with --model (to compare with simulated held-out spectra)")
-        res = evaluate(args.model, args.data)
+        res = evaluate(args.model, args.data, Path(tmp))
     print(f"{'spectra':24s} {'n':>4s} {'median reduced chi2':>20s}")
     print(f"{'simulated (test split)':24s} {res['n_sim_test']:4d} {res['median_reduced_chi2_sim']:20.3f}")
     print(f"{'real SDSS galaxies':24s} {res['n_real']:4d} {res['median_reduced_chi2_real']:20.3f}")

@@ -4,6 +4,13 @@ Every file starts from a valid file written with the exact survey schema (an SDS
 ``spec`` file: PRIMARY, COADD table, SPECOBJ table; a DESI coadd: FIBERMAP and B/R/Z
 image HDUs) and breaks one thing. ``tests/test_io_surveys.py`` checks the error each one
 gives. Run: ``python scripts/make_bad_corpus.py [--out tests/data/bad]``.
+
+``z_out_of_range.fits`` holds an *impossible* redshift (z = -0.5): ingest rejects it. A
+redshift that is merely outside an instrument's model range is valid survey data and is
+ingested (training and scoring skip it).
+
+:func:`synthetic_desi_coadd` writes many-fibre DESI coadds with the real layout (used by
+the tests and ``benchmarks/io.py``).
 """
 
 from __future__ import annotations
@@ -76,6 +83,70 @@ def desi_hdus(fibermap: bool = True, bad_shape: bool = False) -> fits.HDUList:
     return fits.HDUList(hdus)
 
 
+def synthetic_desi_coadd(
+    template: Path, redrock: Path, out: Path, n_fibres: int, healpix: int, seed: int = 0
+) -> tuple[Path, Path]:
+    """A DESI HEALPix coadd of ``n_fibres`` fibres with the real file's layout, and its redrock file.
+
+    Every HDU, column, dtype and header of ``template`` (a real ``coadd-*.fits``) and
+    ``redrock`` (its ``redrock-*.fits``) is kept; the per-fibre rows (FIBERMAP, SCORES, the
+    B/R/Z FLUX/IVAR/MASK/RESOLUTION images, REDSHIFTS, TSNR2) are the template's first fibre
+    repeated, with new TARGETIDs, scaled noisy fluxes and redshifts ``0.05 + 0.4 k / n``;
+    the header ``HPXPIXEL`` is ``healpix``. Writes ``coadd-main-dark-{healpix}.fits`` and
+    ``redrock-main-dark-{healpix}.fits`` into ``out``; returns their paths.
+    """
+    rng = np.random.default_rng(seed)
+    n = n_fibres
+    tid = 39627000000000000 + healpix * 100000 + np.arange(n)
+
+    def rep_table(hdu):
+        data = np.repeat(hdu.data[:1], n)
+        if "TARGETID" in hdu.columns.names:
+            data["TARGETID"] = tid
+        return fits.BinTableHDU(data, header=hdu.header, name=hdu.name)
+
+    with fits.open(template) as src:
+        hdus = []
+        for h in src:
+            hdr = h.header.copy()
+            if h.name == "PRIMARY" or h.name == "FIBERMAP":
+                for k, v in (("SURVEY", "main"), ("PROGRAM", "dark"), ("HPXPIXEL", healpix)):
+                    hdr[k] = v
+            if isinstance(h, fits.PrimaryHDU):
+                hdus.append(fits.PrimaryHDU(header=hdr))
+            elif h.name in ("FIBERMAP", "SCORES"):
+                hdus.append(rep_table(h))
+            elif h.name == "EXP_FIBERMAP":
+                hdus.append(fits.BinTableHDU(h.data, header=hdr, name=h.name))
+            elif h.name.endswith("_WAVELENGTH"):
+                hdus.append(fits.ImageHDU(h.data, header=hdr, name=h.name))
+            else:
+                base = np.repeat(h.data[:1], n, axis=0)
+                if h.name.endswith("_FLUX"):
+                    scale = rng.uniform(0.5, 2.0, (n,) + (1,) * (base.ndim - 1))
+                    base = (base * scale + rng.normal(0, 0.1, base.shape)).astype(h.data.dtype)
+                hdus.append(fits.ImageHDU(base, header=hdr, name=h.name))
+        coadd = out / f"coadd-main-dark-{healpix}.fits"
+        fits.HDUList(hdus).writeto(coadd, overwrite=True)
+    with fits.open(redrock) as src:
+        hdus = [fits.PrimaryHDU(header=src[0].header.copy())]
+        for k, v in (("SURVEY", "main"), ("PROGRAM", "dark"), ("HPXPIXEL", healpix)):
+            hdus[0].header[k] = v
+        for h in src[1:]:
+            if h.name == "EXP_FIBERMAP":
+                hdus.append(fits.BinTableHDU(h.data, header=h.header, name=h.name))
+                continue
+            t = rep_table(h)
+            if h.name == "REDSHIFTS":
+                t.data["Z"] = 0.05 + 0.4 * np.arange(n) / n
+                t.data["ZWARN"] = 0
+                t.data["SPECTYPE"] = "GALAXY"
+            hdus.append(t)
+        zfile = out / f"redrock-main-dark-{healpix}.fits"
+        fits.HDUList(hdus).writeto(zfile, overwrite=True)
+    return coadd, zfile
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "tests/data/bad")
@@ -102,7 +173,7 @@ def main() -> None:
     loglam = 3.6 + 1e-4 * np.arange(N_PIX)
     loglam[100:110] = loglam[100:110][::-1]
     sdss_hdus(loglam=loglam).writeto(out / "unsorted_wavelength.fits", overwrite=True)
-    sdss_hdus(z=3.5).writeto(out / "z_out_of_range.fits", overwrite=True)
+    sdss_hdus(z=-0.5).writeto(out / "z_out_of_range.fits", overwrite=True)  # impossible, not just unmodelled
     # image layout (older BOSS) with an ivar HDU shorter than the flux HDU
     hdr = fits.Header({"COEFF0": 3.6, "COEFF1": 1e-4, "NAME": "1000-52000-02"})
     fits.HDUList(

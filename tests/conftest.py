@@ -1,9 +1,33 @@
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# ../shared/data beside the checkout; SPECULUM_SHARED_DATA overrides (tests of the skip policy use it)
+SHARED_DATA = Path(os.environ.get("SPECULUM_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+NO_SKIP = os.environ.get("SPECULUM_NO_SKIP", "") not in ("", "0")
+_skipped: list[str] = []
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        _skipped.append(f"{report.nodeid}: {reason}")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """With SPECULUM_NO_SKIP=1 (CI, where ../shared/data, the reference package and chromium all
+    exist) a skipped test fails the run: a skip there means a test silently did not run."""
+    if NO_SKIP and _skipped:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if NO_SKIP and _skipped:
+        terminalreporter.section("SPECULUM_NO_SKIP: skipped tests fail this run")
+        for line in _skipped:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(autouse=True)

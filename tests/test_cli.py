@@ -1,6 +1,7 @@
 """The command line: verbs, help with examples, readable errors, the pipeline end to end."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -59,6 +60,26 @@ def test_pipeline_end_to_end(tmp_path):
     html = (tmp_path / "r.html").read_text()
     assert html.count("data:image/png;base64,") == 4 and "Latent space" in html
 
+    # FITS round trip: the report reads a FITS table, and needs only the run folder
+    fits_rec = run / "reconstructions.fits"
+    res = runner.invoke(app, ["reconstruct", str(run / "model.safetensors"), str(sim), "--out", str(fits_rec)])
+    assert res.exit_code == 0, res.output
+    from speculum.io import read_results
+
+    back, ref = read_results(fits_rec), read_results(rec)
+    assert list(back["object_id"]) == list(ref["object_id"])
+    np.testing.assert_array_equal(back["latents"], ref["latents"])
+    np.testing.assert_array_equal(back["reduced_chi2"], ref["reduced_chi2"])
+    res = runner.invoke(app, ["report", str(run)])
+    assert res.exit_code == 0, res.output
+    html = (run / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 4 and str(sim.resolve()) in html
+
+    # a resumed run keeps its architecture: a different --n-latent is refused, not ignored
+    res = runner.invoke(app, ["train", str(sim), "--out", str(run), "--epochs", "1", "--limit", "128", "--resume",
+                              "--n-latent", "5"])  # fmt: skip
+    assert res.exit_code == 2 and "--n-latent" in res.output, res.output
+
 
 def test_demo_small(demo_dir):
     summary = json.loads((demo_dir / "summary.json").read_text())
@@ -88,3 +109,31 @@ def test_missing_optional_dependency_is_one_line(monkeypatch, tmp_path):
         res.output,
         res.exception,
     )
+
+
+def test_ci_mode_fails_on_skipped_data_tests(tmp_path):
+    """`.ci/run` sets SPECULUM_NO_SKIP=1: a data test that skips there must fail the run."""
+    import os
+    import subprocess
+    import sys
+
+    node = "tests/test_instruments.py"
+    root = Path(__file__).resolve().parents[1]
+    base = {**os.environ, "SPECULUM_SHARED_DATA": str(tmp_path / "absent")}
+    cmd = [sys.executable, "-m", "pytest", node, "-q", "-p", "no:cacheprovider", "-k", "real"]
+    lenient = subprocess.run(cmd, cwd=root, env={**base, "SPECULUM_NO_SKIP": "0"}, capture_output=True, text=True)
+    strict = subprocess.run(cmd, cwd=root, env={**base, "SPECULUM_NO_SKIP": "1"}, capture_output=True, text=True)
+    assert lenient.returncode == 0 and "skipped" in lenient.stdout, lenient.stdout[-2000:]
+    assert strict.returncode == 1, strict.stdout[-2000:]
+    assert "SPECULUM_NO_SKIP" in strict.stdout and "real survey files not available" in strict.stdout
+
+
+def test_train_defaults_equal_train_config():
+    """The CLI's `train` defaults are TrainConfig's (one source of truth for a user's lr, epochs, ...)."""
+    import dataclasses
+
+    from speculum.cli.app import _TRAIN_DEFAULTS
+    from speculum.train import TrainConfig
+
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    assert {k: defaults[k] for k in _TRAIN_DEFAULTS} == _TRAIN_DEFAULTS

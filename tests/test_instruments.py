@@ -61,3 +61,14 @@ def test_desi_grid_matches_coadd(shared_data):
         start = int(round((wave[0] - DESI.wave_start) / DESI.step))
         assert np.abs(DESI.wave_obs[start : start + len(wave)] - wave).max() < 1e-6
     assert waves[0][0] == DESI.wave_obs[0] and waves[-1][-1] == pytest.approx(DESI.wave_obs[-1])
+
+
+def test_float32_redshift_at_the_range_edge_is_accepted():
+    """0.8 in float32 is 0.800000012: the edge of the BOSS/DESI range must still pass."""
+    import torch
+
+    from speculum.instruments import DESI
+
+    DESI.check_redshift(torch.tensor([0.8], dtype=torch.float32))
+    with pytest.raises(ValueError, match="DESI range"):
+        DESI.check_redshift(torch.tensor([0.801], dtype=torch.float32))

@@ -75,3 +75,47 @@ def test_errors_name_the_file(tmp_path):
     with pytest.raises(ValueError, match="flux"):
         w.write(0, {"object_id": ["a"], "survey": ["x"], "instrument": ["SDSS"], "z": [0.1], "z_err": [0.0],
                     "flux": np.zeros((1, 10)), "ivar": np.zeros((1, 10)), "mask": np.zeros((1, 10))})  # fmt: skip
+
+
+def test_plan_shards_known_answers_and_bounds():
+    """Shards hold at most the byte budget (so each worker's memory is bounded), every row of
+    every file exactly once, in input order; the plan depends only on its inputs."""
+    from speculum.io.ingest import plan_shards, row_bytes
+
+    # a 500-fibre DESI coadd with resolution is 218 MB of decoded arrays: 256 MiB holds 614 fibres
+    assert row_bytes("DESI") == 7781 * 12 + 11 * 7781 * 4 + 1024 == 436760
+    assert row_bytes("DESI", keep_resolution=False) == 7781 * 12 + 1024
+    plan = plan_shards([500, 500, 500], row_bytes("DESI"), 256 * 2**20)
+    assert plan == [[(0, 0, 500), (1, 0, 114)], [(1, 114, 500), (2, 0, 228)], [(2, 228, 500)]]
+    # small files share a shard up to files_per_shard; unsplittable files are never cut
+    assert plan_shards([1] * 5, 10, 10**6, files_per_shard=2) == [[(0, 0, 1), (1, 0, 1)], [(2, 0, 1), (3, 0, 1)],
+                                                                    [(4, 0, 1)]]  # fmt: skip
+    assert plan_shards([3, 640, 2], 10, 100, splittable=False) == [[(0, 0, 3)], [(1, 0, 640)], [(2, 0, 2)]]
+    rng = np.random.default_rng(0)
+    counts = rng.integers(0, 700, 60)
+    budget, per_row = 50 * 2**20, 436760
+    plan = plan_shards(counts, per_row, budget, rows_per_shard=100, files_per_shard=7)
+    assert plan == plan_shards(counts, per_row, budget, rows_per_shard=100, files_per_shard=7)
+    seen = {i: [] for i in range(len(counts))}
+    for units in plan:
+        rows = sum(hi - lo for _, lo, hi in units)
+        assert rows * per_row <= budget and rows <= 100 and len(units) <= 7
+        for i, lo, hi in units:
+            seen[i].append((lo, hi))
+    flat = [(i, lo, hi) for units in plan for i, lo, hi in units]
+    assert flat == sorted(flat)  # input order
+    for i, ranges in seen.items():  # contiguous cover of 0..n (an empty file still gets one unit)
+        assert ranges[0][0] == 0 and ranges[-1][1] == max(int(counts[i]), 1)
+        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
+
+
+def test_desi_row_range_reads_equal_whole_file(shared_data):
+    from speculum.io import read_desi_coadd
+
+    path = shared_data / "desi" / "coadd-5-169-thru20210419.fits"
+    whole = read_desi_coadd(path, fiberstatus_ok=512)  # fibres 0..4, of which 2 are targets that pass
+    parts = [read_desi_coadd(path, fiberstatus_ok=512, rows=r) for r in ((0, 2), (2, 4), (4, 5))]
+    assert sum(len(p) for p in parts) == len(whole) == 2
+    np.testing.assert_array_equal(np.concatenate([p.flux for p in parts]), whole.flux)
+    np.testing.assert_array_equal(np.concatenate([p.resolution for p in parts]), whole.resolution)
+    assert [o for p in parts for o in p.object_id] == whole.object_id

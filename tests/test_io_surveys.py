@@ -1,6 +1,7 @@
 """Survey readers, ingest, streaming and result tables: real files, exact-schema synthetic files, fuzz corpus."""
 
 import csv
+import importlib
 import sys
 from pathlib import Path
 
@@ -100,15 +101,17 @@ def test_multi_epoch_quasar_is_consistent_across_sdss_and_boss(shared_data):
 def test_desi_reader(shared_data):
     d = shared_data / "desi"
     bgs = read_desi_coadd(d / "coadd-4-80613-thru20210324.fits")
-    assert bgs.object_id == ["39633345008634465"] and bgs.z[0] == pytest.approx(0.36874355, abs=1e-7)
+    # tile coadd without SURVEY/PROGRAM in its headers: survey from the SV1_ target columns, tile 80613 petal 4
+    assert bgs.object_id == ["desi-sv1-unknown-t80613p4-39633345008634465"]
+    assert bgs.z[0] == pytest.approx(0.36874355, abs=1e-7)
     assert bgs.spec_class == ["GALAXY"] and bgs.resolution.shape == (1, 11, DESI.n_pixels)
     dark = read_desi_coadd(d / "coadd-special-dark-27247.fits")
     assert dark.z[0] == pytest.approx(0.00727, abs=1e-5)
     # sky and unassigned fibres are dropped; fibre status selection is the user's
     five = read_desi_coadd(d / "coadd-5-169-thru20210419.fits")
-    assert five.object_id == ["39633300968442591"] and five.z_flag == ["no_redshift"]
+    assert five.object_id == ["desi-sv3-unknown-t169p5-39633300968442591"] and five.z_flag == ["no_redshift"]
     both = read_desi_coadd(d / "coadd-5-169-thru20210419.fits", fiberstatus_ok=512)
-    assert len(both) == 2 and all(int(t) > 0 for t in both.object_id)
+    assert len(both) == 2 and all(int(t) > 0 for t in both.extra["targetid"])
     zt = read_redshift_table(d / "redrock-test.fits")
     assert len(zt["Z"]) == 3 and list(zt["ZWARN"]) == [1, 0, 0]
 
@@ -246,7 +249,7 @@ def test_fuzz_ingest_strict_and_skip_bad(tmp_path):
     rej = pq.read_table(tmp_path / "lenient" / "rejects.parquet").to_pylist()
     assert len(rej) == len(sdss) - 1
     reasons = {Path(r["file"]).name: r["reason"] for r in rej}
-    assert "outside the BOSS range" in reasons["z_out_of_range.fits"]
+    assert "z = -0.5000 is impossible" in reasons["z_out_of_range.fits"]
     for name, message in FUZZ.items():
         if name in reasons:
             assert message in reasons[name]
@@ -321,3 +324,163 @@ def test_fitsio_fast_path_equals_astropy(shared_data):
         np.testing.assert_array_equal(fast.ivar, slow.ivar)
         np.testing.assert_array_equal(fast.mask, slow.mask)
         np.testing.assert_array_equal(fast.z, slow.z)
+
+
+# ---------------------------------------------------------------- ingest: validity, sharding, resume, identity
+def _sdss_with_z(shared, tmp_path, z: float, cls: str = "QSO") -> Path:
+    """A real SDSS spec file with its SPECOBJ Z (and CLASS) replaced."""
+    from astropy.io import fits
+
+    src = shared / "sdss_boss/spec/spec-0266-51602-0013.fits"
+    dst = tmp_path / "in" / src.name
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with fits.open(src) as h:
+        h["SPECOBJ"].data["Z"][0] = z
+        h["SPECOBJ"].data["CLASS"][0] = cls
+        h["SPECOBJ"].data["ZWARNING"][0] = 0
+        h.writeto(dst)
+    return dst
+
+
+def test_ingest_keeps_redshifts_outside_the_model_range(shared_data, tmp_path):
+    """A z = 1.19 quasar is valid survey data: a strict ingest keeps it with its z and class."""
+    path = _sdss_with_z(shared_data, tmp_path, 1.19)
+    s = ingest([path], tmp_path / "out", IngestConfig(instrument="SDSS"))
+    assert s["n_spectra"] == 1 and s["n_rejected"] == 0
+    cols = SpectraSet.open(tmp_path / "out").read(["object_id", "z", "class"])
+    assert cols["object_id"].tolist() == ["0266-51602-0013"] and cols["class"].tolist() == ["QSO"]
+    assert cols["z"][0] == pytest.approx(1.19, abs=1e-6)
+    # impossible values stay errors: z < -0.01
+    bad = _sdss_with_z(shared_data, tmp_path / "neg", -0.5)
+    with pytest.raises(SpectrumFormatError, match=r"spec-0266-51602-0013.fits: object 0266-51602-0013: .*impossible"):
+        ingest([bad], tmp_path / "out2", IngestConfig(instrument="SDSS"))
+
+
+def _desi_pair(shared, tmp_path, n_fibres: int = 64, healpixes=(1000, 1001)) -> list[Path]:
+    from make_bad_corpus import synthetic_desi_coadd
+
+    d = shared / "desi"
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    return [
+        synthetic_desi_coadd(d / "coadd-special-dark-27247.fits", d / "redrock-special-dark-27247.fits", tmp_path,
+                             n_fibres, hp, seed=hp)[0]
+        for hp in healpixes
+    ]  # fmt: skip
+
+
+def test_desi_nan_redshift_without_warning_is_an_error(shared_data, tmp_path):
+    from astropy.io import fits
+
+    coadd = _desi_pair(shared_data, tmp_path, n_fibres=4, healpixes=(7,))[0]
+    zfile = coadd.with_name(coadd.name.replace("coadd-", "redrock-"))
+    with fits.open(zfile, mode="update") as h:
+        h["REDSHIFTS"].data["Z"][2] = np.nan  # ZWARN stays 0: the file claims a valid redshift
+    with pytest.raises(SpectrumFormatError, match=r"desi-main-dark-7-39627000000700002: .*not finite"):
+        ingest([coadd], tmp_path / "out")
+    s = ingest([coadd], tmp_path / "lenient", IngestConfig(skip_bad=True))
+    assert s["n_spectra"] == 3 and s["n_rejected"] == 1
+
+
+def test_desi_ingest_shards_by_byte_budget(shared_data, tmp_path):
+    """Two 40-fibre coadds (437 KB a fibre with resolution) under a 6 MiB budget: bounded
+    shards, coadds split across shards, every fibre once, with unique ids across coadds."""
+    from speculum.io.ingest import row_bytes
+
+    files = _desi_pair(shared_data, tmp_path / "in", n_fibres=40)
+    budget = 6 * 2**20
+    s = ingest(files, tmp_path / "out", IngestConfig(shard_bytes=budget), workers=2)
+    per_shard = budget // row_bytes("DESI")
+    assert per_shard == 14 and s["n_shards"] == 6 and s["n_spectra"] == 80  # ceil(80 / 14); coadd 1 starts in shard 2
+    data = SpectraSet.open(tmp_path / "out")
+    rows = [e["n_rows"] for e in data.manifest["shards"]]
+    assert rows == [14, 14, 14, 14, 14, 10] and max(rows) * row_bytes("DESI") <= budget
+    cols = data.read(["object_id", "targetid", "healpix", "z", "resolution"])
+    assert len(set(cols["object_id"])) == 80
+    assert sorted(set(cols["healpix"].tolist())) == [1000, 1001]
+    # same fibre order and values as reading each coadd whole
+    whole = [read_desi_coadd(f) for f in files]
+    assert cols["object_id"].tolist() == whole[0].object_id + whole[1].object_id
+    np.testing.assert_allclose(cols["z"], np.concatenate([w.z for w in whole]), rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(cols["resolution"][50], whole[1].resolution[10].reshape(-1))
+    # resumable: a re-run verifies and keeps every shard
+    again = ingest(files, tmp_path / "out", IngestConfig(shard_bytes=budget))
+    assert again["n_spectra"] == 80 and again["n_shards"] == 6
+
+
+def test_ingest_rejects_survive_interruption(tmp_path, monkeypatch):
+    """Interrupted after the first shard, then resumed: the same rejects as an uninterrupted run."""
+    import pyarrow.parquet as pq
+
+    ingest_mod = importlib.import_module("speculum.io.ingest")  # `speculum.io.ingest` is also the function
+    sdss = sorted(p for p in BAD.iterdir() if not p.name.startswith("desi_"))
+    cfg = IngestConfig(skip_bad=True, files_per_shard=3)
+    ingest(sdss, tmp_path / "full", cfg)
+    full = sorted(map(tuple, (r.values() for r in pq.read_table(tmp_path / "full" / "rejects.parquet").to_pylist())))
+    assert len(full) == len(sdss) - 1
+
+    real = ingest_mod.read_spectra
+
+    def interrupted(path, *a, **k):
+        if Path(path).name == "missing_column.fits":  # the first file of the second shard
+            raise KeyboardInterrupt
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(ingest_mod, "read_spectra", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ingest(sdss, tmp_path / "cut", cfg)
+    monkeypatch.setattr(ingest_mod, "read_spectra", real)
+    resumed = ingest(sdss, tmp_path / "cut", cfg)
+    got = sorted(map(tuple, (r.values() for r in pq.read_table(tmp_path / "cut" / "rejects.parquet").to_pylist())))
+    assert got == full and resumed["n_rejected"] == len(full)
+
+
+def test_desi_identity_columns_and_units(shared_data, tmp_path):
+    """TARGETIDs repeat between coadds; object ids do not. Units are recorded and read back."""
+    import pyarrow.parquet as pq
+
+    files = _desi_pair(shared_data, tmp_path / "in", n_fibres=3, healpixes=(5, 6))
+    from astropy.io import fits
+
+    with fits.open(files[1], mode="update") as h:  # the same targets in a second coadd
+        h["FIBERMAP"].data["TARGETID"] = fits.getdata(files[0], "FIBERMAP")["TARGETID"]
+    files.append(shared_data / "desi" / "coadd-special-dark-27247.fits")
+    s = ingest(files, tmp_path / "out", IngestConfig(keep_resolution=False))
+    data = SpectraSet.open(tmp_path / "out")
+    cols = data.read(["object_id", "targetid", "desi_survey", "desi_program", "healpix", "desi_target",
+                      "scnd_target", "sv_survey"])  # fmt: skip
+    assert s["n_spectra"] == 7 and len(set(cols["object_id"])) == 7 and len(set(cols["targetid"])) == 4
+    assert cols["object_id"][0] == "desi-main-dark-5-39627000000500000"
+    real = list(cols["object_id"]).index("desi-special-dark-27247-39089837499744649")
+    assert cols["desi_survey"][real] == "special" and cols["desi_program"][real] == "dark"
+    assert cols["healpix"][real] == 27247 and cols["desi_target"][real] == 2**62 and cols["scnd_target"][real] == 2**62
+    assert cols["sv_survey"][real] == ""
+    assert data.flux_unit == "1e-17 erg s^-1 cm^-2 Angstrom^-1" and data.wave_medium == "vacuum"
+    assert data.manifest["units"] == {
+        "flux": "1e-17 erg s^-1 cm^-2 Angstrom^-1",
+        "ivar": "(1e-17 erg s^-1 cm^-2 Angstrom^-1)^-2",
+        "wave": "Angstrom",
+    }
+    schema = pq.read_schema(tmp_path / "out" / data.manifest["shards"][0]["path"])
+    assert schema.field("flux").metadata == {b"unit": b"1e-17 erg s^-1 cm^-2 Angstrom^-1"}
+    assert schema.metadata[b"wave_medium"] == b"vacuum" and schema.metadata[b"wave_unit"] == b"Angstrom"
+
+
+def test_result_tables_gzip_and_long_keys(tmp_path):
+    from astropy.io import fits
+    from astropy.table import Table
+
+    meta = {"model_checkpoint": "m.safetensors", "model_config": "cfg.json", "instrument": "SDSS"}
+    p = write_results(tmp_path / "r.fits.gz", {"z": np.array([0.1, 0.2])}, {"z": ""}, meta)
+    assert p.read_bytes()[:2] == b"\x1f\x8b"  # real gzip
+    t = Table.read(p)
+    np.testing.assert_array_equal(t["z"], [0.1, 0.2])
+    # keys sharing their first 8 characters survive whole (HIERARCH cards), not collapsed to MODEL_CH/MODEL_CO
+    assert t.meta["MODEL_CHECKPOINT"] == "m.safetensors" and t.meta["MODEL_CONFIG"] == "cfg.json"
+    assert fits.getheader(p, 1)["INSTRUMENT"] == "SDSS"
+    assert not list(tmp_path.glob(".*"))  # no temporary left
+    # two keys with the same first 8 characters (MODEL_CH): both kept, neither overwrites the other
+    p = write_results(tmp_path / "k.fits", {"z": np.array([0.1])}, meta={"model_checkpoint": "a", "model_chosen": "b"})
+    hdr = fits.getheader(p, 1)
+    assert hdr["MODEL_CHECKPOINT"] == "a" and hdr["MODEL_CHOSEN"] == "b" and "MODEL_CH" not in hdr
+    with pytest.raises(ValueError, match="same FITS keyword"):
+        write_results(tmp_path / "x.fits", {"z": np.array([0.1])}, meta={"Model": 1, "MODEL": 2})

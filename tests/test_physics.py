@@ -155,3 +155,112 @@ def test_resample_log_uniform_equals_general_resampling():
         b, vb = resample_to_observed(y, wave_rest, z, inst.wave())
         assert torch.equal(va, vb)
         torch.testing.assert_close(a, b, rtol=0, atol=1e-9)
+
+
+# ----------------------------------------------------- conventions with asymmetric kernels
+def dense_lsf(kernel, length):
+    """Dense convolution matrix from the textbook definition, ``K[i, j] = k[i - j + h] / sum(k)``."""
+    h = len(kernel) // 2
+    mat = torch.zeros(length, length, dtype=torch.float64)
+    for i in range(length):
+        for j in range(max(0, i - h), min(length, i + h + 1)):
+            mat[i, j] = kernel[i - j + h]
+    return mat / kernel.sum()
+
+
+ASYMMETRIC = torch.tensor([0.05, 0.1, 0.5, 1.0, 0.3, 0.2, 0.02], dtype=torch.float64)
+
+
+def test_lsf_matches_direct_sum_with_asymmetric_kernel():
+    flux = torch.randn(3, 40, dtype=torch.float64)
+    expected = flux @ dense_lsf(ASYMMETRIC, 40).T
+    torch.testing.assert_close(convolve_lsf(flux, ASYMMETRIC), expected, rtol=1e-12, atol=1e-12)
+    # known answer: all weight at r = h + 2 moves a line two pixels redward
+    delta = torch.zeros(1, 40, dtype=torch.float64)
+    delta[0, 20] = 1.0
+    shift = torch.zeros(7, dtype=torch.float64)
+    shift[5] = 1.0
+    assert int(convolve_lsf(delta, shift)[0].argmax()) == 22
+
+
+def test_resolution_matrix_matches_scipy_dia_with_varying_asymmetric_band():
+    dia_matrix = pytest.importorskip("scipy.sparse").dia_matrix
+    gen = torch.Generator().manual_seed(3)
+    n, d, length = 2, 11, 60
+    offsets = list(range(d // 2, -(d // 2) - 1, -1))  # DESI: +5 .. -5
+    # a band that varies along wavelength and is asymmetric about the diagonal
+    data = torch.rand(n, d, length, generator=gen, dtype=torch.float64)
+    data *= torch.linspace(0.5, 2.0, d, dtype=torch.float64)[None, :, None]
+    data *= torch.linspace(1.0, 3.0, length, dtype=torch.float64)[None, None, :]
+    flux = torch.randn(n, length, generator=gen, dtype=torch.float64)
+    out = apply_resolution_matrix(flux, data)
+    for s in range(n):
+        dense = torch.from_numpy(dia_matrix((data[s].numpy(), offsets), shape=(length, length)).toarray())
+        # the DESI definition, written out: R[i, i + k] = data[5 - k, i + k]
+        i, k = 17, 3
+        assert dense[i, i + k] == data[s, 5 - k, i + k] and dense[i + k, i] == data[s, 5 + k, i]
+        torch.testing.assert_close(out[s], dense @ flux[s], rtol=1e-12, atol=1e-12)
+
+
+def test_lsf_as_resolution_matrix_with_asymmetric_kernel():
+    # in DESI storage a convolution kernel k is data[d, :] = k[d] (offset j - i = h - d)
+    flux = torch.randn(2, 80, dtype=torch.float64)
+    data = (ASYMMETRIC / ASYMMETRIC.sum())[:, None].expand(7, 80)
+    a = apply_resolution_matrix(flux, data)
+    b = convolve_lsf(flux, ASYMMETRIC)
+    torch.testing.assert_close(a[:, 3:-3], b[:, 3:-3], rtol=1e-12, atol=1e-12)
+
+
+# ----------------------------------------------------- valid pixels after convolution
+def test_shrink_valid_known_answer():
+    from speculum.physics import shrink_valid
+
+    valid = torch.tensor([[0, 1, 1, 1, 1, 1, 1, 0, 1, 1]], dtype=torch.bool)
+    assert shrink_valid(valid, 1).int().tolist() == [[0, 0, 1, 1, 1, 1, 0, 0, 0, 0]]
+    assert shrink_valid(valid, 1, outside_valid=True).int().tolist() == [[0, 0, 1, 1, 1, 1, 0, 0, 0, 1]]
+    assert shrink_valid(valid, 0).equal(valid)
+    assert shrink_valid(torch.zeros(0, 10, dtype=torch.bool), 2).shape == (0, 10)
+
+
+@pytest.mark.parametrize("z", [0.0, 0.13, 0.4])
+def test_constant_model_is_exact_on_valid_pixels_after_lsf(z):
+    from speculum.physics import shrink_valid
+
+    wave_rest = torch.linspace(4000.0, 8000.0, 4000, dtype=torch.float64)  # coverage inside the grid
+    wave_obs = SDSS.wave(torch.float64)
+    kernel = gaussian_kernel(1.5)  # 13 taps, h = 6
+    h = len(kernel) // 2
+    obs, covered = resample_to_observed(
+        torch.full((1, 4000), 3.0, dtype=torch.float64), wave_rest, torch.tensor([z], dtype=torch.float64), wave_obs
+    )
+    obs = convolve_lsf(obs, kernel)
+    valid = shrink_valid(covered, h)
+    # independently: valid iff every pixel of [i - h, i + h] exists and is covered; at z = 0.4
+    # the coverage runs past the red end of the grid, where the convolution pads with zeros
+    idx = torch.nonzero(covered[0])[:, 0]
+    first, last = int(idx[0]), int(idx[-1])
+    assert first > h and (last == wave_obs.shape[0] - 1) == (z == 0.4)
+    expected = torch.zeros(wave_obs.shape[0], dtype=torch.bool)
+    expected[first + h : last - h + 1] = True
+    assert torch.equal(valid[0], expected) and int(valid.sum()) == last - first + 1 - 2 * h
+    torch.testing.assert_close(obs[valid], torch.full_like(obs[valid], 3.0), rtol=0, atol=1e-6)
+    # and every pixel dropped is off by more than that tolerance: the zero padding reaches it
+    assert (obs[0, first : first + h] < 3.0 - 1e-6).all() and (obs[0, last - h + 1 : last + 1] < 3.0 - 1e-6).all()
+
+
+# ----------------------------------------------------- amplitude normalisation
+def test_window_median_and_fit_amplitude_known_answers():
+    from speculum.physics import fit_amplitude, window_median
+
+    wave = torch.linspace(5000.0, 6000.0, 11, dtype=torch.float64)  # 5400..5800 inside the window
+    flux = torch.tensor([[9.0, 9.0, 9.0, 9.0, 1.0, 2.0, 4.0, 3.0, 9.0, 9.0, 9.0]], dtype=torch.float64)
+    assert window_median(wave, flux).item() == 3.0
+    with pytest.raises(ValueError, match="window: expected a range overlapping the grid"):
+        window_median(wave, flux, (7000.0, 8000.0))
+    model = torch.tensor([[1.0, 2.0, 0.0, 4.0], [1.0, 1.0, 1.0, 1.0]], dtype=torch.float64)
+    data = 2.5 * model
+    data[0, 2] = 100.0  # zero model: no leverage
+    data[1, 0] = 99.0
+    w = torch.tensor([[1.0, 1.0, 1.0, 0.5], [0.0, 0.0, 0.0, 0.0]], dtype=torch.float64)
+    # second spectrum has no weight: amplitude 1, not NaN
+    torch.testing.assert_close(fit_amplitude(model, data, w), torch.tensor([2.5, 1.0], dtype=torch.float64))

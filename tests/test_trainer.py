@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -152,7 +153,7 @@ def _stream_source(data, batch_size=32):
 def test_streamed_training_resumes_exactly(tiny_sim, tmp_path):
     cfg = TrainConfig(epochs=3, batch_size=32, lr=1e-2, checkpoint_every=2, patience=0)
     src = _stream_source(tiny_sim)
-    assert all(src.n_batches(e) == sum(src.rows_per_rank(e)) // 32 for e in range(3))
+    assert all(src.n_batches(e) == -(-sum(src.rows_per_rank(e)) // 32) for e in range(3))  # ceil: no row left out
     ref = _model()
     Trainer(ref, _loss, cfg, tmp_path / "a").fit(_stream_source(tiny_sim))
     calls = {"n": 0}
@@ -198,3 +199,208 @@ def test_torchrun_streamed_training(tmp_path):
     subprocess.run(cmd, check=True, env=env, timeout=300)
     hist = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["state"]["history"]
     assert len(hist) == 1 and hist[0]["step"] >= 1 and torch.isfinite(torch.tensor(hist[0]["val_loss"]))
+
+
+# ---------------------------------------------------------------- DDP (2 gloo processes) and run identity
+def _sgd(params):
+    return torch.optim.SGD(params, lr=0.05)
+
+
+def _f64_data(n):
+    return {k: v.double() for k, v in _data(n).items()}
+
+
+def _ddp_worker(rank: int, world: int, rdv: str, out: str) -> None:
+    """One rank of the float64 SGD runs compared with a single process (item by item below)."""
+    import datetime
+
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"file://{rdv}", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=60)
+    )
+    try:
+        for name, n in (("even", 40), ("short_last", 21)):  # 21 % 10 = 1 < 2 ranks
+            sizes = []
+
+            def loss(model, batch, sizes=sizes):
+                sizes.append(len(batch["x"]))
+                return _loss(model, batch)
+
+            model = _model().double()
+            cfg = TrainConfig(epochs=2, batch_size=10, lr=0.05, patience=0, precision="fp32")
+            Trainer(model, loss, cfg, f"{out}/{name}", optimizer=_sgd).fit(_f64_data(n))
+            if rank == 0:
+                torch.save({"state": model.state_dict(), "sizes": sizes}, f"{out}/{name}.pt")
+            torch.save({"sizes": sizes}, f"{out}/{name}.rank{rank}.pt")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def ddp_runs(tmp_path_factory):
+    import torch.multiprocessing as mp
+
+    out = tmp_path_factory.mktemp("ddp")
+    mp.spawn(_ddp_worker, args=(2, str(out / "rdv"), str(out)), nprocs=2, join=True)
+    return out
+
+
+def _single_process_delta(n: int, tmp_path) -> dict[str, torch.Tensor]:
+    """Weights change of the same run in one process, fed the same global batches."""
+    from speculum.train import InMemoryBatches
+
+    model = _model().double()
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = TrainConfig(epochs=2, batch_size=10, lr=0.05, patience=0, precision="fp32")
+    source = InMemoryBatches(_f64_data(n), cfg.batch_size, cfg.seed, min_last=2, rank=0, world=1)
+    Trainer(model, _loss, cfg, tmp_path, optimizer=_sgd).fit(source)
+    return {k: v - start[k] for k, v in model.state_dict().items()}
+
+
+def _assert_same_delta(path, ref: dict[str, torch.Tensor]) -> None:
+    start = _model().double().state_dict()
+    got = torch.load(path, weights_only=True)["state"]
+    for k, d in ref.items():
+        assert d.abs().max() > 1e-3, "the run must move the weights for the comparison to mean anything"
+        torch.testing.assert_close(got[k] - start[k], d, rtol=1e-10, atol=1e-13)
+
+
+def test_ddp_gradient_equals_single_process_float64(ddp_runs, tmp_path):
+    """2 gloo ranks vs one process, SGD in float64: the weight updates agree to 1e-10.
+
+    SGD is linear in the gradient (Adam is not: it hides any constant gradient scale), so a
+    wrong loss scale under DDP (e.g. a factor 2) changes every update by that factor.
+    """
+    _assert_same_delta(ddp_runs / "even.pt", _single_process_delta(40, tmp_path))
+
+
+def test_ddp_short_last_batch_gives_every_rank_rows(ddp_runs, tmp_path):
+    """21 rows, batches of 10, 2 ranks: the 1-row final batch is merged into the previous one."""
+    for rank in range(2):
+        sizes = torch.load(ddp_runs / f"short_last.rank{rank}.pt", weights_only=True)["sizes"]
+        # per epoch: 2 global batches of 10 and 11 rows -> local 5, 5 then 5|6 (rank 0 takes rows 0::2)
+        assert sizes == ([5, 6] if rank == 0 else [5, 5]) * 2
+    _assert_same_delta(ddp_runs / "short_last.pt", _single_process_delta(21, tmp_path))
+
+
+def test_in_memory_batches_fold_short_final_batch():
+    from speculum.train import InMemoryBatches
+
+    data = {"x": torch.arange(23.0)}
+    for world, expect in ((1, [10, 10, 3]), (2, [10, 10, 3]), (4, [10, 13])):
+        per_rank = [InMemoryBatches(data, 10, 0, rank=r, world=world) for r in range(world)]
+        assert per_rank[0].n_batches(0) == len(expect)
+        batches = [[b for b, _ in src.batches(0)] for src in per_rank]
+        assert [g for _, g in per_rank[0].batches(0)] == expect
+        rows = torch.cat([b["x"] for rank_batches in batches for b in rank_batches])
+        assert sorted(rows.tolist()) == list(range(23))  # every row once per epoch
+        assert all(len(b["x"]) >= 1 for rank_batches in batches for b in rank_batches)
+    with pytest.raises(ValueError, match="batch_size: 2 is smaller than the 3 DDP ranks"):
+        InMemoryBatches(data, 2, 0, rank=0, world=3)
+
+
+IDENTITY = {"data_manifest_sha256": "ab12", "limit": 192, "stream": False, "shuffle_buffer": 4096}
+
+
+def test_resume_refuses_a_different_run_identity(tmp_path, monkeypatch):
+    import speculum.train.trainer as trainer_module
+
+    cfg = TrainConfig(epochs=2, batch_size=32, lr=1e-3, patience=0)
+    with pytest.raises(Boom):
+        calls = {"n": 0}
+
+        def stop_in_epoch_2(model, batch):
+            calls["n"] += 1
+            if calls["n"] == 5:
+                raise Boom
+            return _loss(model, batch)
+
+        Trainer(_model(), stop_in_epoch_2, cfg, tmp_path, identity=IDENTITY).fit(_data())
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["identity"] == {**IDENTITY, "world_size": 1}
+    for key, new in (("limit", None), ("stream", True), ("shuffle_buffer", 64), ("data_manifest_sha256", "cd34")):
+        changed = {**IDENTITY, key: new}
+        with pytest.raises(ValueError, match=f"{key} was {IDENTITY[key]!r} in the checkpoint but is {new!r}"):
+            Trainer(_model(), _loss, cfg, tmp_path, identity=changed).fit(_data(), resume=True)
+    without_limit = {k: v for k, v in IDENTITY.items() if k != "limit"}
+    with pytest.raises(ValueError, match="limit was 192 in the checkpoint but is '<not given>'"):
+        Trainer(_model(), _loss, cfg, tmp_path, identity=without_limit).fit(_data(), resume=True)
+    monkeypatch.setattr(trainer_module, "_rank_world", lambda: (0, 2))
+    with pytest.raises(ValueError, match="world_size was 1 in the checkpoint but is 2"):
+        Trainer(_model(), _loss, cfg, tmp_path, identity=IDENTITY).fit(_data(), resume=True)
+    monkeypatch.undo()
+    hist = Trainer(_model(), _loss, cfg, tmp_path, identity=IDENTITY).fit(_data(), resume=True)
+    assert len(hist) == 2
+
+
+# ---------------------------------------------------------------- streamed batches: coverage and mixing
+@pytest.fixture(scope="module")
+def five_shards(tmp_path_factory):
+    from speculum.pipeline import simulate_dataset
+    from speculum.sim import SimConfig
+
+    return simulate_dataset(tmp_path_factory.mktemp("five"), 2300, SimConfig(), seed=11, shard_size=512)
+
+
+def _train_ids_by_shard(root) -> dict[str, int]:
+    import pyarrow.parquet as pq
+
+    from speculum.io import SpectraSet
+
+    data = SpectraSet.open(root)
+    out = {}
+    for i, entry in enumerate(data.manifest["shards"]):
+        table = pq.read_table(data.root / entry["path"], columns=["object_id", "split"]).to_pydict()
+        out.update({o: i for o, s in zip(table["object_id"], table["split"], strict=True) if s == "train"})
+    return out
+
+
+@pytest.mark.parametrize("world", [1, 2, 3, 4])
+def test_stream_uses_every_row_once_and_mixes_shards(five_shards, world):
+    """5 shards on 1-4 ranks: every train row once per epoch, same step count on every rank,
+    the trainer told each step's true global row count, and batches drawn from several shards."""
+    from speculum.train import StreamBatches
+
+    shard_of = _train_ids_by_shard(five_shards)
+    assert len(set(shard_of.values())) == 5
+
+    def ids(cols):
+        return {"id": [str(o) for o in cols["object_id"]]}
+
+    for epoch in range(2):
+        ranks = [
+            StreamBatches(five_shards, 64, ids, columns=("object_id",), seed=3, shuffle_buffer=64, rank=r, world=world)
+            for r in range(world)
+        ]
+        n = {src.n_batches(epoch) for src in ranks}
+        assert n == {-(-len(shard_of) // 64)}  # ceil(total / batch_size) on every rank
+        per_rank = [list(src.batches(epoch)) for src in ranks]
+        assert {len(p) for p in per_rank} == n
+        seen, distinct = [], []
+        for step in zip(*per_rank, strict=True):
+            rows = [i for local, _ in step for i in local["id"]]
+            assert {g for _, g in step} == {len(rows)}  # true global row count, the same on every rank
+            assert abs(len(rows) - 64) <= world
+            seen += rows
+            distinct.append(len({shard_of[i] for i in rows}))
+        assert sorted(seen) == sorted(shard_of)  # every row exactly once
+        # mixing: with one shard at a time and a 64-row buffer, batches hold 1.2 shards on average
+        assert np.mean(distinct) >= 3.0, distinct
+
+
+def test_stream_empty_local_batches_keep_row_shapes(five_shards):
+    """Batches of 4 on 4 ranks: ranks holding few rows sit some steps out with (0, L) columns."""
+    from speculum.train import StreamBatches
+
+    def cols(c):
+        return {"flux": torch.from_numpy(c["flux"]), "id": list(c["object_id"])}
+
+    ranks = [
+        StreamBatches(five_shards, 4, cols, columns=("object_id", "flux"), shuffle_buffer=16, rank=r, world=4)
+        for r in range(4)
+    ]
+    per_rank = [list(src.batches(0)) for src in ranks]
+    local = [b for p in per_rank for b, _ in p]
+    empty = [b for b in local if len(b["id"]) == 0]
+    assert empty and all(b["flux"].shape == (0, 3921) and b["flux"].dtype == torch.float32 for b in empty)
+    assert sum(len(b["id"]) for b in local) == len(_train_ids_by_shard(five_shards))
+    assert all(g >= 1 for p in per_rank for _, g in p)

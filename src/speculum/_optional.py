@@ -7,7 +7,7 @@ from types import ModuleType
 
 __all__ = ["require"]
 
-_EXTRAS = {"astropy": "surveys", "matplotlib": "report", "fitsio": "surveys"}
+_EXTRAS = {"astropy": "surveys", "matplotlib": "report", "fitsio": "surveys", "specutils": "surveys"}
 
 
 def require(module: str, purpose: str) -> ModuleType:

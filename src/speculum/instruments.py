@@ -141,12 +141,16 @@ class Instrument:
         return int(np.argmin(np.abs(self.wave_obs - wavelength)))
 
     def check_redshift(self, z: torch.Tensor | np.ndarray | float, name: str = "z") -> None:
-        """Raise ``ValueError`` if any redshift is outside :attr:`z_range` or not finite."""
+        """Raise ``ValueError`` if any redshift is outside :attr:`z_range` or not finite.
+
+        The range is compared with a tolerance of 1e-6 so that a float32 redshift at the
+        edge (0.8 is 0.800000012 in float32) is accepted.
+        """
         zt = torch.as_tensor(z, dtype=torch.float64)
         zmin, zmax = self.z_range
         if not torch.isfinite(zt).all():
             raise ValueError(f"{name}: expected finite redshifts, got NaN or inf")
-        if zt.numel() and (zt.min() < zmin or zt.max() > zmax):
+        if zt.numel() and (zt.min() < zmin - 1e-6 or zt.max() > zmax + 1e-6):
             raise ValueError(
                 f"{name}: expected redshifts in the {self.name} range [{zmin}, {zmax}], "
                 f"got values in [{zt.min().item():.4g}, {zt.max().item():.4g}]"

@@ -36,6 +36,7 @@ from speculum.train.trainer import TrainConfig, Trainer, load_checkpoint
 
 __all__ = [
     "PRESETS",
+    "RESULT_UNITS",
     "PreparedSpectra",
     "make_report",
     "prepare_spectra",
@@ -48,8 +49,9 @@ log = logging.getLogger(__name__)
 
 
 def _small(instrument: str) -> AutoencoderConfig:
-    # CPU-demo size: narrower encoder, a 2x coarser restframe grid, a smaller decoder
-    rf = RestframeGrid(2359.0, 9332.0, 3500) if instrument == "SDSS" else RestframeGrid(2000.0, 9824.0, 4890)
+    # CPU-demo size: narrower encoder, a 2x coarser restframe grid (the instrument's default range), smaller decoder
+    full = RestframeGrid.for_instrument(instrument)
+    rf = RestframeGrid(full.start, full.stop, (full.n + 1) // 2)
     return AutoencoderConfig(
         instrument=instrument,
         n_latent=8,
@@ -61,8 +63,7 @@ def _small(instrument: str) -> AutoencoderConfig:
 
 
 def _paper(instrument: str) -> AutoencoderConfig:
-    rf = RestframeGrid() if instrument == "SDSS" else RestframeGrid.desi()
-    return AutoencoderConfig(instrument=instrument, restframe=rf)
+    return AutoencoderConfig(instrument=instrument, restframe=RestframeGrid.for_instrument(instrument))
 
 
 PRESETS: dict[str, Callable[[str], AutoencoderConfig]] = {"small": _small, "paper": _paper}
@@ -117,7 +118,13 @@ def simulate_dataset(
 
 @dataclass
 class PreparedSpectra:
-    """Model-ready tensors: ``y`` normalised flux, ``w`` weights, ``z`` redshifts, ``index`` rows kept."""
+    """Model-ready tensors.
+
+    ``y`` normalised flux ``(N, L)``, ``w`` weights ``(N, L)``, ``z`` redshifts ``(N,)``,
+    ``index`` the input rows kept, ``norm`` the normalisation of each kept row,
+    ``resolution`` the per-spectrum banded resolution matrices ``(N, D, L)`` where the data
+    carry them (DESI), else None; ``skipped`` counts dropped rows by reason.
+    """
 
     y: torch.Tensor
     w: torch.Tensor
@@ -125,18 +132,30 @@ class PreparedSpectra:
     index: np.ndarray
     norm: torch.Tensor
     skipped: dict[str, int]
+    resolution: torch.Tensor | None = None
 
     def as_dict(self) -> dict[str, torch.Tensor]:
-        return {"y": self.y, "w": self.w, "z": self.z}
+        out = {"y": self.y, "w": self.w, "z": self.z}
+        if self.resolution is not None:
+            out["resolution"] = self.resolution
+        return out
 
 
-def prepare_spectra(columns: dict[str, np.ndarray], instrument: str, keep_all: bool = False) -> PreparedSpectra:
+def prepare_spectra(
+    columns: dict[str, np.ndarray], instrument: str, keep_all: bool = False, fit_amplitude: bool = False
+) -> PreparedSpectra:
     """Weights from ``ivar`` and ``mask``, SPENDER median normalisation, unusable rows dropped.
 
     A row is dropped (and counted in ``skipped``) when its redshift is missing or outside
     the instrument's range, or when the normalisation window has no good pixel. With
     ``keep_all`` such rows are kept with zero weight (and ``z = 0``) instead, so that
-    streamed batches keep their size.
+    streamed batches keep their size. A ``resolution`` column (DESI: ``D`` diagonals x
+    ``L`` pixels per row, flattened) becomes ``PreparedSpectra.resolution`` ``(N, D, L)``.
+    Nothing is logged here: callers report ``skipped`` once for all their chunks.
+
+    With ``fit_amplitude`` (for models that fit each spectrum's amplitude themselves,
+    ``AutoencoderConfig.normalize``) a row whose normalisation window is not observed
+    (DESI at z > 0.68, BOSS at z > 0.78) is kept, scaled by the median of its usable flux.
     """
     inst = get_instrument(instrument)
     z = np.asarray(columns["z"], dtype=np.float64)
@@ -153,6 +172,12 @@ def prepare_spectra(columns: dict[str, np.ndarray], instrument: str, keep_all: b
     zt = torch.from_numpy(np.where(keep, z, 0.0))
     norm = median_normalization(inst.wave(torch.float64), torch.from_numpy(flux), torch.from_numpy(w), zt)
     bad_norm = keep & ~(torch.isfinite(norm) & (norm > 0)).numpy()
+    if fit_amplitude and bad_norm.any():
+        for i in np.nonzero(bad_norm)[0]:
+            good = flux[i][w[i] > 0]
+            scale = float(np.median(np.abs(good))) if len(good) else 0.0
+            if scale > 0:
+                norm[i], bad_norm[i] = scale, False
     skipped["no_normalisation"] = int(bad_norm.sum())
     keep &= ~bad_norm
     if keep_all:
@@ -162,21 +187,33 @@ def prepare_spectra(columns: dict[str, np.ndarray], instrument: str, keep_all: b
         idx = np.arange(len(z))
     else:
         idx = np.nonzero(keep)[0]
-        if any(skipped.values()):
-            log.warning("skipped spectra: %s", {k: v for k, v in skipped.items() if v})
     nm = norm[idx].float()
     y = torch.from_numpy(flux[idx]) / nm[:, None]
     wt = torch.from_numpy(w[idx]) * nm[:, None] ** 2
-    return PreparedSpectra(y=y, w=wt, z=zt[idx].float(), index=idx, norm=nm, skipped=skipped)
+    res = columns.get("resolution")
+    if res is not None:
+        res = np.asarray(res, dtype=np.float32)
+        length = flux.shape[1]
+        if res.ndim != 2 or res.shape[0] != len(z) or res.shape[1] % length:
+            raise DataFormatError(
+                f"column 'resolution': expected (N, D * {length}) for {len(z)} spectra, got {res.shape}"
+            )
+        res = torch.from_numpy(res[idx].reshape(len(idx), -1, length))
+    return PreparedSpectra(y=y, w=wt, z=zt[idx].float(), index=idx, norm=nm, skipped=skipped, resolution=res)
+
+
+def _log_skipped(what: str, skipped: dict[str, int]) -> None:
+    if any(skipped.values()):
+        log.warning("%s: skipped spectra: %s", what, {k: v for k, v in skipped.items() if v})
 
 
 def _loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    out = model(batch["y"], batch["w"], batch["z"], check=False)
+    out = model(batch["y"], batch["w"], batch["z"], resolution=batch.get("resolution"), check=False)
     return fiducial_loss(batch["y"], batch["w"] * out.valid, out.observed.float(), reduce=False)
 
 
 def _metrics(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    out = model(batch["y"], batch["w"], batch["z"], check=False)
+    out = model(batch["y"], batch["w"], batch["z"], resolution=batch.get("resolution"), check=False)
     return {"chi2": reduced_chi2(batch["y"], batch["w"] * out.valid, out.observed.float())}
 
 
@@ -187,6 +224,12 @@ def _device(name: str) -> torch.device:
             return torch.device("cuda", local)
         return torch.device("cpu")
     return torch.device(name)
+
+
+def _columns(dataset: SpectraSet, extra: tuple[str, ...] = ()) -> list[str]:
+    """Columns the autoencoder reads: spectra, redshift, and DESI resolution matrices when present."""
+    names = set(dataset.columns)
+    return ["object_id", "z", "flux", "ivar", "mask", *(c for c in ("resolution", *extra) if c in names)]
 
 
 def train_autoencoder(
@@ -205,7 +248,8 @@ def train_autoencoder(
     """Train a SPENDER autoencoder on a shard folder (train/val splits by object-id hash).
 
     Writes ``run_dir/checkpoint.pt`` (resumable), ``run_dir/model.safetensors`` (best
-    validation loss) and ``run_dir/history.json``.
+    validation loss) and ``run_dir/history.json``. Where the data carry per-spectrum
+    resolution matrices (DESI), the model's forward pass applies them.
 
     Args:
         data: Folder written by ``speculum simulate`` or ``speculum ingest``.
@@ -213,7 +257,9 @@ def train_autoencoder(
         model_config: Architecture (default: the ``small`` preset for the data's
             instrument). On resume, taken from the checkpoint and must match if given.
         train_config: Optimisation settings.
-        resume: Continue from ``run_dir/checkpoint.pt``.
+        resume: Continue from ``run_dir/checkpoint.pt``. The checkpoint records the data
+            (:attr:`SpectraSet.fingerprint`) and ``limit``, ``stream``, ``shuffle_buffer``,
+            ``val_limit`` and the DDP world size; resuming with any of them changed is refused.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``, ...
         progress: Progress bars.
         limit: Use at most this many training rows (quick runs; in-memory mode).
@@ -234,28 +280,34 @@ def train_autoencoder(
     if resume and ckpt_path.exists():
         saved = config_from_dict(load_checkpoint(ckpt_path)["metadata"]["model_config"])
         if model_config is not None and model_config != saved:
-            raise ValueError(f"{ckpt_path}: model config differs from the checkpoint's; omit it to resume")
+            diff = {k: (v, getattr(model_config, k)) for k, v in vars(saved).items() if getattr(model_config, k) != v}
+            raise ValueError(f"{ckpt_path}: model config differs from the checkpoint's (saved, given): {diff}")
         model_config = saved
     elif not resume and ckpt_path.exists():
         raise FileExistsError(f"{ckpt_path}: a run exists here; use --resume to continue it or choose another folder")
     model_config = model_config or PRESETS["small"](inst)
     if model_config.instrument != inst:
         raise ValueError(f"model_config.instrument: {model_config.instrument} but the data are {inst}")
-    cols = ("object_id", "z", "flux", "ivar", "mask")
+    cols = _columns(dataset)
     if stream:
+        val_limit = 20_000 if val_limit is None else val_limit
         source = StreamBatches(
             data,
             tcfg.batch_size,
-            lambda c: prepare_spectra(c, inst, keep_all=True).as_dict(),
+            lambda c: prepare_spectra(c, inst, keep_all=True, fit_amplitude=model_config.normalize).as_dict(),
+            columns=tuple(c for c in cols if c != "object_id"),
             seed=tcfg.seed,
             shuffle_buffer=shuffle_buffer,
         )
         n_train, skipped = int(dataset.manifest["splits"]["train"]), {}
-        val_limit = 20_000 if val_limit is None else val_limit
     else:
-        train = prepare_spectra(dataset.read(cols, split="train", limit=limit), inst)
+        train = prepare_spectra(
+            dataset.read(cols, split="train", limit=limit), inst, fit_amplitude=model_config.normalize
+        )
         source, n_train, skipped = train.as_dict(), len(train.z), train.skipped
-    val = prepare_spectra(dataset.read(cols, split="val", limit=val_limit), inst)
+        _log_skipped(f"{data} (train)", skipped)
+    val = prepare_spectra(dataset.read(cols, split="val", limit=val_limit), inst, fit_amplitude=model_config.normalize)
+    _log_skipped(f"{data} (val)", val.skipped)
     log.info(
         "training on %d spectra (%s), validating on %d", n_train, "streamed" if stream else "in memory", len(val.z)
     )
@@ -264,6 +316,13 @@ def train_autoencoder(
     model = SpectrumAutoencoder(model_config).to(dev)
     run_dir.mkdir(parents=True, exist_ok=True)
     model_path = run_dir / "model.safetensors"
+    identity = {
+        "data": dataset.fingerprint,
+        "limit": limit,
+        "stream": stream,
+        "shuffle_buffer": shuffle_buffer if stream else None,
+        "val_limit": val_limit,
+    }
     trainer = Trainer(
         model,
         _loss,
@@ -271,6 +330,7 @@ def train_autoencoder(
         run_dir,
         metrics_fn=_metrics,
         metadata={"model_config": model_config.to_dict(), "data": str(Path(data).resolve())},
+        identity=identity,
         on_best=lambda m: save_model(m, model_path),
         progress=progress,
     )
@@ -280,11 +340,14 @@ def train_autoencoder(
         save_model(model, model_path)
     summary = {
         "data": str(Path(data).resolve()),
+        "data_fingerprint": dataset.fingerprint,
         "instrument": inst,
         "n_train": n_train,
         "n_val": len(val.z),
         "streamed": stream,
+        "uses_resolution": "resolution" in cols,
         "skipped_train": skipped,
+        "skipped_val": val.skipped,
         "epochs_run": len(history),
         "best_val_loss": min((h.get("val_loss", np.inf) for h in history), default=None),
         "best_val_chi2": min((h.get("val_chi2", np.inf) for h in history), default=None),
@@ -299,6 +362,10 @@ def train_autoencoder(
     return summary
 
 
+RESULT_UNITS = {"z": "", "latents": "", "reduced_chi2": "", "n_valid": "pix"}
+"""Units of the per-object columns written by :func:`reconstruct`."""
+
+
 @torch.no_grad()
 def reconstruct(
     model_path: str | Path,
@@ -307,71 +374,131 @@ def reconstruct(
     split: str | None = None,
     batch_size: int = 256,
     device: str = "auto",
+    progress: bool = False,
+    spectra_out: str | Path | None = None,
+    read_batch: int = 4096,
 ) -> dict[str, np.ndarray]:
-    """Encode and reconstruct spectra; write one row per object (``.parquet`` or ``.fits``).
+    """Encode and reconstruct spectra, streamed shard by shard; write one row per object.
 
-    Columns: ``object_id``, ``z``, ``split``, ``latents`` (list), ``reduced_chi2``,
-    ``n_valid`` and any ``truth_class`` of simulated data.
+    Memory holds ``read_batch`` spectra at a time plus the per-object results (a few
+    numbers each), whatever the size of the data set. Rows the model cannot use (no
+    redshift, redshift outside the instrument's range, no normalisation pixel) are skipped
+    and counted in the log. DESI resolution matrices are applied where the data carry them.
+
+    Args:
+        model_path: ``model.safetensors`` of :func:`train_autoencoder`.
+        data: Shard folder.
+        out: ``.parquet``, ``.fits`` or ``.fits.gz`` table with columns ``object_id``, ``z``,
+            ``split``, ``latents`` ``(N, S)``, ``reduced_chi2``, ``n_valid`` and any
+            ``truth_class`` of simulated data.
+        split: Only rows of this split (default: all).
+        batch_size: Spectra per forward pass.
+        device: ``auto``, ``cpu``, ``cuda``, ...
+        progress: Show a progress bar.
+        spectra_out: Also write the reconstructed spectra (wavelength, flux, model, ivar,
+            mask, restframe model) as FITS readable by specutils; holds them in memory, so
+            meant for selections of modest size.
+        read_batch: Rows read from the shards at a time.
 
     Returns:
         The written columns.
     """
+    from tqdm import tqdm
+
     model = load_model(model_path, map_location=_device(device)).eval()
     dataset = SpectraSet.open(data)
     inst = dataset.instrument.name
     if model.config.instrument != inst:
         raise ValueError(f"{model_path}: model is for {model.config.instrument}, data {data} are {inst}")
-    names = dataset.columns
-    cols = ["object_id", "z", "flux", "ivar", "mask", "split"] + [c for c in ("truth_class",) if c in names]
-    table = dataset.read(cols, split=split)
-    prep = prepare_spectra(table, inst)
+    cols = _columns(dataset, ("split", "truth_class"))
     dev = next(model.parameters()).device
-    latents, chi2, nval = [], [], []
-    for idx in torch.arange(len(prep.z)).split(batch_size):
-        y, w, z = prep.y[idx].to(dev), prep.w[idx].to(dev), prep.z[idx].to(dev)
-        res = model(y, w, z)
-        latents.append(res.latents.cpu())
-        chi2.append(reduced_chi2(y, w * res.valid, res.observed).cpu())
-        nval.append(((w * res.valid) > 0).sum(1).cpu())
-    k = prep.index
+    parts: dict[str, list] = {k: [] for k in ("object_id", "z", "split", "latents", "reduced_chi2", "n_valid")}
+    has_truth = "truth_class" in cols
+    if has_truth:
+        parts["truth_class"] = []
+    spectra: dict[str, list] = {k: [] for k in ("object_id", "flux", "model", "ivar", "mask", "restframe")}
+    skipped: dict[str, int] = {}
+    total = dataset.manifest["splits"][split] if split else len(dataset)
+    bar = tqdm(total=total, desc="reconstructing", unit="spectra", disable=not progress)
+    for chunk in dataset.iter_batches(cols, split=split, batch_size=read_batch):
+        prep = prepare_spectra(chunk, inst, fit_amplitude=model.config.normalize)
+        for k, v in prep.skipped.items():
+            skipped[k] = skipped.get(k, 0) + v
+        for idx in torch.arange(len(prep.z)).split(batch_size):
+            y, w, z = prep.y[idx].to(dev), prep.w[idx].to(dev), prep.z[idx].to(dev)
+            res = None if prep.resolution is None else prep.resolution[idx].to(dev)
+            fit = model(y, w, z, resolution=res)
+            wv = w * fit.valid
+            parts["latents"].append(fit.latents.float().cpu().numpy())
+            parts["reduced_chi2"].append(reduced_chi2(y, wv, fit.observed).float().cpu().numpy())
+            parts["n_valid"].append((wv > 0).sum(1).cpu().numpy().astype(np.int32))
+            if spectra_out is not None:
+                nm = prep.norm[idx][:, None]
+                spectra["flux"].append((y.cpu() * nm).numpy())
+                spectra["model"].append((fit.observed.float().cpu() * nm).numpy())
+                spectra["ivar"].append((wv.cpu() / nm**2).numpy())
+                spectra["restframe"].append((fit.restframe.float().cpu() * nm).numpy())
+        k = prep.index
+        for name in ("object_id", "z", "split", *(["truth_class"] if has_truth else [])):
+            parts[name].append(np.asarray(chunk[name])[k])
+        if spectra_out is not None:
+            spectra["object_id"].append(np.asarray(chunk["object_id"])[k])
+            spectra["mask"].append(np.asarray(chunk["mask"])[k])
+        bar.update(len(chunk["z"]))
+    bar.close()
+    _log_skipped(str(data), skipped)
+    n_latent = model.config.n_latent
+    empty = {"latents": np.zeros((0, n_latent), np.float32), "reduced_chi2": np.zeros(0, np.float32)}
     result = {
-        "object_id": table["object_id"][k],
-        "z": table["z"][k],
-        "split": table["split"][k],
-        "latents": torch.cat(latents).numpy() if latents else np.zeros((0, model.config.n_latent), np.float32),
-        "reduced_chi2": torch.cat(chi2).numpy() if chi2 else np.zeros(0, np.float32),
-        "n_valid": torch.cat(nval).numpy().astype(np.int32) if nval else np.zeros(0, np.int32),
+        k: np.concatenate(v) if v else empty.get(k, np.zeros(0, np.int32 if k == "n_valid" else object))
+        for k, v in parts.items()
     }
-    if "truth_class" in table:
-        result["truth_class"] = table["truth_class"][k]
-    units = {"z": "", "latents": "", "reduced_chi2": "", "n_valid": "pix"}
-    write_results(out, result, units, {"model": str(model_path), "data": str(data), "instrument": inst})
+    meta = {"model": str(model_path), "data": str(data), "instrument": inst, "data_fingerprint": dataset.fingerprint}
+    write_results(out, result, RESULT_UNITS, meta)
+    if spectra_out is not None:
+        from speculum.io.interop import write_spectra_fits
+
+        cat = {k: np.concatenate(v) if v else np.zeros((0, 0)) for k, v in spectra.items()}
+        write_spectra_fits(
+            spectra_out,
+            wave=dataset.wave,
+            flux=cat["flux"],
+            model=cat["model"],
+            ivar=cat["ivar"],
+            mask=cat["mask"],
+            restframe_wave=model.wave_rest.double().cpu().numpy(),
+            restframe_model=cat["restframe"],
+            object_id=cat["object_id"],
+            meta=meta,
+        )
     return result
 
 
 def make_report(
     run_dir: str | Path,
-    data: str | Path,
-    reconstructions: str | Path,
-    out: str | Path,
+    out: str | Path | None = None,
+    data: str | Path | None = None,
+    reconstructions: str | Path | None = None,
     n_examples: int = 4,
     title: str = "speculum: spectrum autoencoder",
+    progress: bool = False,
 ) -> Path:
-    """Write the self-contained HTML report of a training run.
+    """Write the self-contained HTML report of a training run; needs only the run folder.
 
     Args:
         run_dir: Folder of ``speculum train`` (``history.json``, ``model.safetensors``).
-        data: The shard folder that was reconstructed.
-        reconstructions: Parquet file of ``speculum reconstruct``.
-        out: HTML file to write.
+        out: HTML file to write (default ``run_dir/report.html``).
+        data: The shard folder (default: the training data recorded in ``history.json``).
+        reconstructions: Table of ``speculum reconstruct`` (``.parquet`` or ``.fits``;
+            default ``run_dir/reconstructions.parquet``, made from the test split when absent).
         n_examples: Example spectra to draw: per class (normal first, then anomalies) the
             one whose reduced chi2 is closest to its class median.
+        progress: Progress bars for the reconstruction and the scan for examples.
 
     Returns:
         The report path.
     """
-    import pyarrow.parquet as pq
-
+    from speculum.io import read_results
     from speculum.report import Report
     from speculum.report import autoencoder as sections
 
@@ -380,45 +507,57 @@ def make_report(
     if not hist_path.exists():
         raise FileNotFoundError(f"{hist_path}: no training history; run `speculum train` first")
     summary = json.loads(hist_path.read_text())
-    rec_path = Path(reconstructions)
-    if not rec_path.exists():
-        raise FileNotFoundError(f"{rec_path}: no reconstructions; run `speculum reconstruct` first")
-    rec = pq.read_table(rec_path).to_pydict()
+    data = Path(data) if data is not None else Path(summary["data"])
+    out = Path(out) if out is not None else run_dir / "report.html"
+    if reconstructions is None:
+        found = [run_dir / f"reconstructions{s}" for s in (".parquet", ".fits", ".fits.gz")]
+        found = [p for p in found if p.exists()]
+        rec_path = found[0] if found else run_dir / "reconstructions.parquet"
+        if not found:
+            log.info("no reconstructions in %s: reconstructing the test split of %s", run_dir, data)
+            reconstruct(run_dir / "model.safetensors", data, rec_path, split="test", progress=progress)
+    else:
+        rec_path = Path(reconstructions)
+        if not rec_path.exists():
+            raise FileNotFoundError(f"{rec_path}: no reconstructions; run `speculum reconstruct` first")
+    rec = read_results(rec_path)
     chi2 = np.asarray(rec["reduced_chi2"], dtype=np.float64)
-    latents = np.asarray(rec["latents"], dtype=np.float64)
-    classes = np.asarray(rec["truth_class"]) if "truth_class" in rec else None
+    latents = np.asarray(rec["latents"], dtype=np.float64).reshape(len(chi2), -1)
+    rec_ids = np.asarray(rec["object_id"]).astype(str)
+    classes = np.asarray(rec["truth_class"]).astype(str) if "truth_class" in rec else None
     model = load_model(run_dir / "model.safetensors").eval()
     dataset = SpectraSet.open(data)
     inst = dataset.instrument.name
 
-    # example spectra: held-out rows, one normal galaxy then anomalies of different classes
-    names = dataset.columns
-    cols = ["object_id", "z", "flux", "ivar", "mask"] + [c for c in ("truth_class",) if c in names]
-    table = dataset.read(cols, split="test") or dataset.read(cols)
-    prep = prepare_spectra(table, inst)
-    cls = (
-        np.asarray(table["truth_class"])[prep.index] if "truth_class" in table else np.array(["spectrum"] * len(prep.z))
-    )
     # per class, the spectrum whose reduced chi2 is closest to its class median: typical, not lucky
-    rec_chi2 = dict(zip(rec["object_id"], chi2, strict=True))
-    ex_ids = np.asarray(table["object_id"])[prep.index]
-    picks = []
+    cls = classes if classes is not None else np.array(["spectrum"] * len(chi2))
+    wanted: list[str] = []
     for c in ["normal", *sorted(set(cls.tolist()) - {"normal"})]:
-        hits = np.nonzero(cls == c)[0]
-        scores = np.array([rec_chi2.get(ex_ids[h], np.nan) for h in hits])
+        hits = np.nonzero((cls == c) & np.isfinite(chi2))[0]
         if len(hits):
-            ok = np.isfinite(scores)
-            best = hits[ok][np.argmin(np.abs(scores[ok] - np.median(scores[ok])))] if ok.any() else hits[0]
-            picks.append(int(best))
-        if len(picks) == n_examples:
+            wanted.append(rec_ids[hits[np.argmin(np.abs(chi2[hits] - np.median(chi2[hits])))]])
+        if len(wanted) == n_examples:
             break
-    if len(picks) < n_examples:
-        picks += [i for i in range(len(prep.z)) if i not in picks][: n_examples - len(picks)]
-    picks = picks[:n_examples]
+    if len(wanted) < n_examples:
+        wanted += [o for o in rec_ids if o not in wanted][: n_examples - len(wanted)]
+    # one streamed pass picks those rows out of the shards
+    found_rows: dict[str, dict[str, np.ndarray]] = {}
+    want = set(wanted)
+    for chunk in dataset.iter_batches(_columns(dataset), batch_size=4096):
+        ids = np.asarray(chunk["object_id"]).astype(str)
+        for i in np.nonzero(np.isin(ids, list(want - set(found_rows))))[0]:
+            found_rows[ids[i]] = {k: np.asarray(v)[i : i + 1] for k, v in chunk.items()}
+        if len(found_rows) == len(want):
+            break
+    picks = [o for o in wanted if o in found_rows]
+    if not picks:
+        raise ValueError(f"{rec_path}: none of its objects is in {data}; pass the data folder that was reconstructed")
+    rows = {k: np.concatenate([found_rows[o][k] for o in picks]) for k in found_rows[picks[0]]}
+    prep = prepare_spectra(rows, inst, keep_all=True, fit_amplitude=model.config.normalize)
     with torch.no_grad():
-        res = model(prep.y[picks], prep.w[picks], prep.z[picks])
-        ex_chi2 = reduced_chi2(prep.y[picks], prep.w[picks] * res.valid, res.observed).numpy()
-    ids = np.asarray(table["object_id"])[prep.index][picks]
+        res = model(prep.y, prep.w, prep.z, resolution=prep.resolution)
+        ex_chi2 = reduced_chi2(prep.y, prep.w * res.valid, res.observed).numpy()
+    label = dict(zip(rec_ids, cls, strict=True))
 
     best = min(summary["history"], key=lambda h: h.get("val_loss", np.inf)) if summary["history"] else {}
     rf = model.config.restframe
@@ -434,19 +573,19 @@ def make_report(
         "latent dimension": model.config.n_latent,
         "restframe grid": f"{rf.start:.0f}-{rf.stop:.0f} A, {rf.n} px",
     }
-    report = Report(title, subtitle=f"data: {Path(data).resolve()}  run: {run_dir.resolve()}")
+    report = Report(title, subtitle=f"data: {data.resolve()}  run: {run_dir.resolve()}")
     report.add("Summary", sections.summary_section(info, chi2, classes))
     report.add("Training", sections.training_section(summary["history"]))
     report.add(
         "Example reconstructions",
         sections.examples_section(
             dataset.wave,
-            prep.y[picks].numpy(),
-            (prep.w[picks] * res.valid).numpy(),
+            prep.y.numpy(),
+            (prep.w * res.valid).numpy(),
             res.observed.numpy(),
-            prep.z[picks].numpy(),
+            prep.z.numpy(),
             ex_chi2,
-            [f"{o} ({c})" for o, c in zip(ids, cls[picks], strict=True)],
+            [f"{o} ({label[o]})" for o in picks],
             model.wave_rest.numpy(),
             res.restframe.numpy(),
         ),

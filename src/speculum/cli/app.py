@@ -3,7 +3,7 @@
 speculum simulate --n 4096 --out sim/
 speculum train sim/ --out run/            (add --resume after an interruption)
 speculum reconstruct run/model.safetensors sim/ --out run/reconstructions.parquet
-speculum report run/ sim/ run/reconstructions.parquet --out run/report.html
+speculum report run/                       (report.html in the run folder)
 speculum demo                              (all of the above, small and quick)
 """
 
@@ -18,6 +18,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import typer
+
+# defaults of `speculum train`, equal to TrainConfig's (tests/test_cli.py checks; kept here so --help imports no torch)
+_TRAIN_DEFAULTS = {
+    "epochs": 20,
+    "batch_size": 64,
+    "lr": 3e-3,
+    "patience": 5,
+    "checkpoint_every": 200,
+    "precision": "auto",
+}
 
 app = typer.Typer(
     help="speculum: machine-learning methods for astronomical spectra.",
@@ -82,7 +92,12 @@ def simulate(
     redshift: str = typer.Option("sdss-mgs", help="Redshift distribution: sdss-mgs or uniform."),
     z_min: float = typer.Option(0.01, help="Smallest redshift."),
     z_max: float = typer.Option(None, help="Largest redshift (default: the instrument's limit)."),
-    snr: float = typer.Option(10.0, min=0.1, help="Median per-pixel S/N of the continuum."),
+    snr: float = typer.Option(
+        10.0,
+        min=0.1,
+        help="S/N of a median-brightness galaxy at its typical level against the median sky; fainter galaxies "
+        "are sky-dominated.",
+    ),
     seed: int = typer.Option(0, help="Data-set seed: same seed, same spectra."),
     shard_size: int = typer.Option(4096, min=1, help="Spectra per Parquet shard."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
@@ -131,7 +146,11 @@ def ingest(
         False, "--skip-bad", help="List malformed files/objects in rejects.parquet and go on."
     ),
     workers: int = typer.Option(1, min=1, help="Processes reading files in parallel."),
-    files_per_shard: int = typer.Option(256, min=1, help="Input files per Parquet shard."),
+    files_per_shard: int = typer.Option(256, min=1, help="At most this many input files per Parquet shard."),
+    shard_mb: int = typer.Option(
+        256, min=1, help="At most this many MB of decoded spectra per shard (bounds each worker's memory)."
+    ),
+    rows_per_shard: int = typer.Option(None, min=1, help="At most this many spectra per shard."),
     spec_class: list[str] = typer.Option(None, "--class", help="Keep only this pipeline class (repeatable)."),
     z_min: float = typer.Option(None, help="Keep objects with z >= this."),
     z_max: float = typer.Option(None, help="Keep objects with z <= this."),
@@ -159,6 +178,8 @@ def ingest(
         cfg = IngestConfig(
             instrument=instrument.upper() if instrument else None,
             files_per_shard=files_per_shard,
+            shard_bytes=shard_mb * 2**20,
+            rows_per_shard=rows_per_shard,
             skip_bad=skip_bad,
             keep_resolution=not no_resolution,
             fiberstatus_ok=fiberstatus_ok,
@@ -189,14 +210,31 @@ def ingest(
 def train(
     data: Path = typer.Argument(..., help="Shard folder from `speculum simulate` or `speculum ingest`."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder (checkpoint.pt, model.safetensors, history.json)."),
-    preset: str = typer.Option("small", help="Model size: small (CPU demo) or paper (Melchior et al. 2023)."),
-    n_latent: int = typer.Option(None, min=1, help="Latent dimension (default: the preset's)."),
-    epochs: int = typer.Option(20, min=1),
-    batch_size: int = typer.Option(64, min=1, help="Global batch size (split across torchrun ranks)."),
-    lr: float = typer.Option(3e-3, help="Peak learning rate of the one-cycle schedule."),
-    patience: int = typer.Option(5, min=0, help="Early stopping patience in epochs (0: off)."),
-    checkpoint_every: int = typer.Option(200, min=1, help="Checkpoint every N optimizer steps (and every epoch)."),
-    precision: str = typer.Option("auto", help="fp32, bf16, or auto (bf16 on capable GPUs)."),
+    preset: str = typer.Option(
+        None, help="Model size: small (CPU demo; the default) or paper (Melchior et al. 2023). Fixed by a resumed run."
+    ),
+    n_latent: int = typer.Option(None, min=1, help="Latent dimension (default: the preset's). Fixed by a resumed run."),
+    normalize: bool = typer.Option(
+        False,
+        "--normalize",
+        help="Fit each spectrum's amplitude in the model (spender's normalize=True): also uses spectra whose "
+        "5300-5850 A normalisation window is not observed (DESI z > 0.68, BOSS z > 0.78).",
+    ),
+    epochs: int = typer.Option(_TRAIN_DEFAULTS["epochs"], min=1),
+    batch_size: int = typer.Option(
+        _TRAIN_DEFAULTS["batch_size"], min=1, help="Global batch size (split across torchrun ranks)."
+    ),
+    lr: float = typer.Option(_TRAIN_DEFAULTS["lr"], help="Peak learning rate of the one-cycle schedule."),
+    patience: int = typer.Option(
+        _TRAIN_DEFAULTS["patience"], min=0, help="Early stopping patience in epochs (0: off)."
+    ),
+    checkpoint_every: int = typer.Option(
+        _TRAIN_DEFAULTS["checkpoint_every"], min=1, help="Checkpoint every N optimizer steps (and every epoch)."
+    ),
+    precision: str = typer.Option(
+        _TRAIN_DEFAULTS["precision"],
+        help="fp32, bf16, or auto (bf16 autocast on CUDA GPUs that support it, else fp32).",
+    ),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N."),
     seed: int = typer.Option(0),
     limit: int = typer.Option(None, min=1, help="Use at most this many training spectra."),
@@ -220,19 +258,34 @@ def train(
     import torch
 
     from speculum.io import SpectraSet
+    from speculum.models.config import config_from_dict
     from speculum.pipeline import PRESETS, train_autoencoder
     from speculum.train import TrainConfig
+    from speculum.train.trainer import load_checkpoint
 
     _logging(verbose)
     with _user_errors():
-        if preset not in PRESETS:
+        if preset is not None and preset not in PRESETS:
             raise ValueError(f"--preset: expected one of {sorted(PRESETS)}, got {preset!r}")
         _init_distributed()
         mcfg = None
-        if not (resume and (out / "checkpoint.pt").exists()):
-            mcfg = PRESETS[preset](SpectraSet.open(data).instrument.name)
-            if n_latent is not None:
-                mcfg = dataclasses.replace(mcfg, n_latent=n_latent)
+        inst = SpectraSet.open(data).instrument.name
+        if resume and (out / "checkpoint.pt").exists():
+            # a resumed run keeps its architecture: explicit --preset/--n-latent/--normalize must agree with it
+            saved = config_from_dict(load_checkpoint(out / "checkpoint.pt")["metadata"]["model_config"])
+            asked = PRESETS[preset](inst) if preset else saved
+            asked = dataclasses.replace(
+                asked, n_latent=n_latent or saved.n_latent, normalize=normalize or saved.normalize
+            )
+            if asked != saved:
+                raise ValueError(
+                    f"{out / 'checkpoint.pt'}: --preset/--n-latent/--normalize differ from the resumed run's model "
+                    f"(n_latent {saved.n_latent}, normalize {saved.normalize}); a resumed run keeps its "
+                    "architecture: omit them"
+                )
+        else:
+            mcfg = PRESETS[preset or "small"](inst)
+            mcfg = dataclasses.replace(mcfg, n_latent=n_latent or mcfg.n_latent, normalize=normalize)
         tcfg = TrainConfig(
             epochs=epochs,
             batch_size=batch_size,
@@ -282,14 +335,21 @@ def reconstruct(
         ..., "--out", "-o", help=".parquet or .fits file: object_id, z, latents, reduced_chi2, ..."
     ),
     split: str = typer.Option(None, help="Only this split: train, val or test."),
+    spectra: Path = typer.Option(
+        None,
+        "--spectra",
+        help="Also write the reconstructed spectra (wavelength, flux, model, ivar, mask, restframe model) "
+        "to this FITS file, readable by specutils. Held in memory: use with a split or a small data set.",
+    ),
     batch_size: int = typer.Option(256, min=1),
     device: str = typer.Option("auto"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Encode spectra to latents and score their reconstructions.
+    """Encode spectra to latents and score their reconstructions (streamed, bounded memory).
 
     \b
     Example: speculum reconstruct run/model.safetensors sim/ --out run/reconstructions.parquet
+    Example: speculum reconstruct run/model.safetensors sdss/ --out rec.fits --spectra rec-spectra.fits
     """
     import numpy as np
 
@@ -297,7 +357,9 @@ def reconstruct(
 
     _logging(verbose)
     with _user_errors():
-        res = run(model, data, out, split=split, batch_size=batch_size, device=device)
+        res = run(
+            model, data, out, split=split, batch_size=batch_size, device=device, progress=True, spectra_out=spectra
+        )
     typer.echo(
         f"reconstructed {len(res['object_id'])} spectra; median reduced chi2 {np.nanmedian(res['reduced_chi2']):.3f}; "
         f"wrote {out}"
@@ -307,21 +369,26 @@ def reconstruct(
 @app.command()
 def report(
     run: Path = typer.Argument(..., help="Run folder of `speculum train`."),
-    data: Path = typer.Argument(..., help="Shard folder that was reconstructed."),
-    reconstructions: Path = typer.Argument(..., help="Parquet file of `speculum reconstruct`."),
-    out: Path = typer.Option(..., "--out", "-o", help="HTML file to write."),
+    data: Path = typer.Argument(None, help="Shard folder (default: the run's training data, from its history)."),
+    reconstructions: Path = typer.Argument(
+        None,
+        help="Table of `speculum reconstruct` (.parquet or .fits; default RUN/reconstructions.parquet, "
+        "made from the test split when absent).",
+    ),
+    out: Path = typer.Option(None, "--out", "-o", help="HTML file to write (default RUN/report.html)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Write a self-contained HTML report (training curves, reconstructions, chi2, latents).
 
     \b
-    Example: speculum report run/ sim/ run/reconstructions.parquet --out run/report.html
+    Example: speculum report run/
+    Example: speculum report run/ sim/ run/reconstructions.fits --out run/report.html
     """
     from speculum.pipeline import make_report
 
     _logging(verbose)
     with _user_errors():
-        path = make_report(run, data, reconstructions, out)
+        path = make_report(run, out, data=data, reconstructions=reconstructions, progress=True)
     typer.echo(f"report: {path}")
 
 
@@ -335,7 +402,7 @@ def demo(
 ) -> None:
     """The main job on built-in data: simulate -> train (small model) -> reconstruct -> report.
 
-    Takes about 7 minutes on 2 CPU cores with the defaults. Re-running resumes.
+    Takes about 4 minutes on 2 CPU cores with the defaults (see the README). Re-running resumes.
 
     \b
     Example: speculum demo --out demo-output
@@ -354,12 +421,13 @@ def demo(
         cfg = SimConfig(instrument="SDSS", anomaly_rate=0.05)
         with tqdm(total=n, desc="simulating", unit="spectra") as bar:
             simulate_dataset(data, n, cfg, seed=seed, progress=lambda k: bar.update(k - bar.n))
-        tcfg = TrainConfig(epochs=epochs, batch_size=64, lr=3e-3, patience=0, seed=seed)
+        tcfg = TrainConfig(epochs=epochs, batch_size=64, lr=3e-3, patience=0, seed=seed)  # the demo's settings
         resume = (run / "checkpoint.pt").exists()
         summary = train_autoencoder(data, run, None, tcfg, resume=resume, progress=True)
         typer.echo(f"trained {summary['epochs_run']} epochs in {summary['train_seconds']} s")
-        rec = reconstruct(run / "model.safetensors", data, run / "reconstructions.parquet", split="test")
-        html = make_report(run, data, run / "reconstructions.parquet", out / "report.html")
+        rec_path = run / "reconstructions.parquet"
+        rec = reconstruct(run / "model.safetensors", data, rec_path, split="test", progress=True)
+        html = make_report(run, out / "report.html", data=data, reconstructions=rec_path)
     chi2 = np.asarray(rec["reduced_chi2"])
     normal = np.asarray(rec.get("truth_class", np.array(["normal"] * len(chi2)))) == "normal"
     result = {

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from speculum._optional import require
 
-__all__ = ["write_results"]
+__all__ = ["read_results", "write_results"]
 
 
 def write_results(
@@ -22,7 +23,10 @@ def write_results(
 
     ``.parquet``: units are stored in each field's metadata (``unit``) and ``meta`` in the
     schema metadata. ``.fits``/``.fits.gz``: an astropy binary table whose ``TUNITn``
-    header cards carry the units and whose header carries ``meta``.
+    header cards carry the units and whose header carries ``meta``; ``.fits.gz`` is
+    gzip-compressed. Keys of ``meta`` are kept whole (upper case; longer than 8
+    characters as ``HIERARCH`` cards), so ``model_path`` and ``model_paths`` stay apart;
+    keys that differ only in case, or reserved table keywords, are an error.
 
     Args:
         path: Output file (``.parquet``, ``.fits`` or ``.fits.gz``).
@@ -44,36 +48,80 @@ def write_results(
         raise ValueError(f"columns: expected equal lengths, got {lengths}")
     path.parent.mkdir(parents=True, exist_ok=True)
     name = path.name.lower()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    if name.endswith(".parquet"):
-        import json
+    # the temporary name keeps the suffix: astropy compresses by the name (.gz)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        if name.endswith(".parquet"):
+            import json
 
-        import pyarrow as pa
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            fields, arrays = [], []
+            for k, v in columns.items():
+                arr = np.asarray(v)
+                if arr.ndim == 2:
+                    a = pa.FixedSizeListArray.from_arrays(pa.array(arr.reshape(-1)), arr.shape[1])
+                else:
+                    a = pa.array(v)
+                md = {"unit": units[k]} if k in units else None
+                fields.append(pa.field(k, a.type, metadata=md))
+                arrays.append(a)
+            schema = pa.schema(fields, metadata={"speculum": json.dumps(meta, default=str)})
+            pq.write_table(pa.Table.from_arrays(arrays, schema=schema), tmp)
+        elif name.endswith((".fits", ".fits.gz", ".fit")):
+            t = require("astropy.table", "writing FITS result tables").Table()
+            for k, v in columns.items():
+                arr = np.asarray(v)
+                t[k] = arr.astype(str) if arr.dtype == object else arr
+                if units.get(k):
+                    t[k].unit = units[k]
+            reserved = {"SIMPLE", "XTENSION", "BITPIX", "NAXIS", "EXTEND", "PCOUNT", "GCOUNT", "TFIELDS", "END"}
+            seen: dict[str, str] = {}
+            for k, v in meta.items():
+                key = str(k).upper()
+                if key in seen:
+                    raise ValueError(f"meta: keys {seen[key]!r} and {k!r} are the same FITS keyword {key!r}")
+                if key in reserved or key.startswith(("TTYPE", "TFORM", "TUNIT", "NAXIS", "TDIM")):
+                    raise ValueError(f"meta: key {k!r} is a reserved FITS table keyword")
+                seen[key] = k
+                t.meta[key] = v
+            with warnings.catch_warnings():  # long keys become HIERARCH cards, which is what we want
+                warnings.filterwarnings("ignore", message="Keyword name .* is greater than 8 characters")
+                t.write(tmp, format="fits", overwrite=True)
+        else:
+            raise ValueError(f"{path}: unknown result format; use .parquet or .fits")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # only left over when writing failed
+    return path
+
+
+def read_results(path: str | Path, columns: list[str] | None = None) -> dict[str, np.ndarray]:
+    """Read a table written by :func:`write_results` (Parquet or FITS) into numpy columns.
+
+    Args:
+        path: ``.parquet``, ``.fits`` or ``.fits.gz`` file.
+        columns: Columns to read (default: all).
+
+    Returns:
+        Column name to array: vectors as ``(N, k)`` arrays, strings as object arrays.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such result table")
+    name = path.name.lower()
+    if name.endswith(".parquet"):
         import pyarrow.parquet as pq
 
-        fields, arrays = [], []
-        for k, v in columns.items():
-            arr = np.asarray(v)
-            if arr.ndim == 2:
-                a = pa.FixedSizeListArray.from_arrays(pa.array(arr.reshape(-1)), arr.shape[1])
-            else:
-                a = pa.array(v)
-            md = {"unit": units[k]} if k in units else None
-            fields.append(pa.field(k, a.type, metadata=md))
-            arrays.append(a)
-        schema = pa.schema(fields, metadata={"speculum": json.dumps(meta, default=str)})
-        pq.write_table(pa.Table.from_arrays(arrays, schema=schema), tmp)
-    elif name.endswith((".fits", ".fits.gz", ".fit")):
-        t = require("astropy.table", "writing FITS result tables").Table()
-        for k, v in columns.items():
-            arr = np.asarray(v)
-            t[k] = arr.astype(str) if arr.dtype == object else arr
-            if units.get(k):
-                t[k].unit = units[k]
-        for k, v in meta.items():
-            t.meta[k.upper()[:8]] = v
-        t.write(tmp, format="fits", overwrite=True)
-    else:
-        raise ValueError(f"{path}: unknown result format; use .parquet or .fits")
-    os.replace(tmp, path)
-    return path
+        from speculum.io.shards import decode_table
+
+        return decode_table(pq.read_table(path, columns=columns), columns)
+    if name.endswith((".fits", ".fits.gz", ".fit")):
+        t = require("astropy.table", "reading FITS result tables").Table.read(path)
+        out = {}
+        for k in columns or t.colnames:
+            arr = np.asarray(t[k])
+            out[k] = arr.astype(str).astype(object) if arr.dtype.kind in "SU" else arr
+        return out
+    raise ValueError(f"{path}: unknown result format; use .parquet or .fits")

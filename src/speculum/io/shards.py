@@ -24,6 +24,11 @@ Columns of every shard (``L`` = the instrument's number of pixels):
 Any further columns (truth of simulations, survey metadata) are kept as they are: 1-D
 arrays become scalar columns, 2-D arrays fixed-size lists.
 
+Units are recorded twice: the manifest's ``units`` (``flux``, ``ivar``, ``wave``) and
+``wave_medium`` (``vacuum``), and the Parquet field metadata of ``flux``/``ivar``
+(``unit``) and the schema metadata (``wave_unit``, ``wave_medium``) of every shard.
+:attr:`SpectraSet.flux_unit` and :attr:`SpectraSet.wave_medium` read them back.
+
 Every file is written to a temporary name and renamed into place, and the manifest is
 rewritten after every shard, so an interrupted writer leaves only complete shards that a
 re-run verifies by checksum and skips.
@@ -36,7 +41,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +57,7 @@ __all__ = [
     "SpectraSet",
     "atomic_write_text",
     "split_of",
+    "write_shard_file",
 ]
 
 log = logging.getLogger(__name__)
@@ -60,6 +66,13 @@ SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 REQUIRED = ("object_id", "survey", "instrument", "z", "z_err", "flux", "ivar", "mask")
 SPLITS = ("train", "val", "test")
+FLUX_UNIT = "1e-17 erg s^-1 cm^-2 Angstrom^-1"  # SDSS, BOSS and DESI flux densities (an astropy unit string)
+WAVE_UNIT = "Angstrom"
+WAVE_MEDIUM = "vacuum"
+
+
+def _ivar_unit(flux_unit: str) -> str:
+    return f"({flux_unit})^-2"
 
 
 class DataFormatError(ValueError):
@@ -98,7 +111,7 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _to_arrow(columns: dict[str, object]):
+def _to_arrow(columns: dict[str, object], flux_unit: str | None = None):
     import pyarrow as pa
 
     arrays, names = [], []
@@ -113,7 +126,90 @@ def _to_arrow(columns: dict[str, object]):
         else:
             arrays.append(pa.array(value))
         names.append(name)
-    return pa.Table.from_arrays(arrays, names=names)
+    if flux_unit is None:
+        return pa.Table.from_arrays(arrays, names=names)
+    units = {"flux": flux_unit, "ivar": _ivar_unit(flux_unit)}
+    fields = [
+        pa.field(n, a.type, metadata={"unit": units[n]} if n in units else None)
+        for n, a in zip(names, arrays, strict=True)
+    ]
+    schema = pa.schema(fields, metadata={"wave_unit": WAVE_UNIT, "wave_medium": WAVE_MEDIUM})
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _check_columns(columns: dict[str, object], n_pix: int) -> dict[str, object]:
+    missing = [c for c in REQUIRED if c not in columns]
+    if missing:
+        raise ValueError(f"columns: missing required column(s) {missing}")
+    for c in ("flux", "ivar", "mask"):
+        arr = columns[c]
+        if not (isinstance(arr, np.ndarray) and arr.ndim == 2 and arr.shape[1] == n_pix):
+            raise ValueError(f"columns[{c!r}]: expected shape (N, {n_pix}), got {getattr(arr, 'shape', type(arr))}")
+    cols = dict(columns)
+    cols["flux"] = cols["flux"].astype(np.float32, copy=False)
+    cols["ivar"] = cols["ivar"].astype(np.float32, copy=False)
+    cols["mask"] = cols["mask"].astype(np.int32, copy=False)
+    if "split" not in cols:
+        cols["split"] = [split_of(str(o)) for o in cols["object_id"]]
+    return cols
+
+
+def write_shard_file(
+    out: str | Path,
+    index: int,
+    columns: dict[str, object] | Iterable[dict[str, object]],
+    instrument: str | Instrument,
+    flux_unit: str = FLUX_UNIT,
+) -> dict | None:
+    """Write ``part-{index:05d}.parquet`` atomically without touching the manifest.
+
+    What a worker process calls: it returns the small manifest entry (``index``, ``path``,
+    ``n_rows``, ``sha256``, ``splits``) for the parent to record with
+    :meth:`ShardWriter.record`, so no spectra travel between processes.
+
+    Args:
+        out: Data folder.
+        index: Shard number.
+        columns: Column dict (``flux``/``ivar``/``mask`` of shape ``(N, L)``), or an
+            iterable of them: each becomes one Parquet row group, so only one is in
+            memory at a time.
+        instrument: Instrument of every spectrum (checks ``L``).
+        flux_unit: Unit of ``flux`` (recorded in the field metadata).
+
+    Returns:
+        The manifest entry, or ``None`` when ``columns`` held no rows (nothing written).
+    """
+    import pyarrow.parquet as pq
+
+    n_pix = get_instrument(instrument).n_pixels
+    out = Path(out)
+    parts = [columns] if isinstance(columns, dict) else columns
+    name = f"part-{index:05d}.parquet"
+    path = out / name
+    tmp = out / f".{name}.{os.getpid()}.tmp"
+    writer, rows, splits = None, 0, dict.fromkeys(SPLITS, 0)
+    try:
+        for part in parts:
+            cols = _check_columns(part, n_pix)
+            if len(cols["object_id"]) == 0:
+                continue
+            table = _to_arrow(cols, flux_unit)
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema, compression="lz4")
+            writer.write_table(table)
+            rows += table.num_rows
+            for s in cols["split"]:
+                splits[s] += 1
+        if writer is None:
+            return None
+        writer.close()
+        os.replace(tmp, path)
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    return {"index": index, "path": name, "n_rows": rows, "sha256": _sha256(path), "splits": splits}
 
 
 class ShardWriter:
@@ -124,6 +220,8 @@ class ShardWriter:
         instrument: Instrument of every spectrum.
         provenance: Free-form description of where the data come from (saved).
         extra: Further manifest entries (e.g. the simulator config).
+        flux_unit: Unit of ``flux`` (default: the surveys' ``1e-17 erg s^-1 cm^-2
+            Angstrom^-1``); wavelengths are vacuum Angstrom.
 
     Example:
         >>> import tempfile
@@ -132,8 +230,16 @@ class ShardWriter:
         False
     """
 
-    def __init__(self, out: str | Path, instrument: str | Instrument, provenance: dict, extra: dict | None = None):
+    def __init__(
+        self,
+        out: str | Path,
+        instrument: str | Instrument,
+        provenance: dict,
+        extra: dict | None = None,
+        flux_unit: str = FLUX_UNIT,
+    ):
         self.out = Path(out)
+        self.flux_unit = flux_unit
         self.out.mkdir(parents=True, exist_ok=True)
         self.instrument = get_instrument(instrument)
         self.provenance = provenance
@@ -165,52 +271,16 @@ class ShardWriter:
         ``columns`` may also be an iterable of such dicts: each becomes one Parquet row
         group, so a shard can be streamed without holding it in memory at once.
         """
-        import pyarrow.parquet as pq
+        entry = write_shard_file(self.out, index, columns, self.instrument, self.flux_unit)
+        if entry is None:
+            raise ValueError(f"shard {index}: no rows to write")
+        self.record(entry)
+        return self.out / entry["path"]
 
-        parts = [columns] if isinstance(columns, dict) else columns
-        name = f"part-{index:05d}.parquet"
-        path = self.out / name
-        tmp = self.out / f".{name}.{os.getpid()}.tmp"
-        writer, rows, splits = None, 0, dict.fromkeys(SPLITS, 0)
-        try:
-            for part in parts:
-                cols = self._check(part)
-                table = _to_arrow(cols)
-                if writer is None:
-                    writer = pq.ParquetWriter(tmp, table.schema, compression="lz4")
-                writer.write_table(table)
-                rows += table.num_rows
-                for s in cols["split"]:
-                    splits[s] += 1
-            if writer is None:
-                raise ValueError(f"shard {index}: no rows to write")
-            writer.close()
-            os.replace(tmp, path)
-        except BaseException:
-            if writer is not None:
-                writer.close()
-            tmp.unlink(missing_ok=True)
-            raise
-        self.shards[index] = {"index": index, "path": name, "n_rows": rows, "sha256": _sha256(path), "splits": splits}
+    def record(self, entry: dict) -> None:
+        """Add a shard written by :func:`write_shard_file` (e.g. in a worker) to the manifest."""
+        self.shards[int(entry["index"])] = entry
         self._write_manifest(complete=False)
-        return path
-
-    def _check(self, columns: dict[str, object]) -> dict[str, object]:
-        missing = [c for c in REQUIRED if c not in columns]
-        if missing:
-            raise ValueError(f"columns: missing required column(s) {missing}")
-        n_pix = self.instrument.n_pixels
-        for c in ("flux", "ivar", "mask"):
-            arr = columns[c]
-            if not (isinstance(arr, np.ndarray) and arr.ndim == 2 and arr.shape[1] == n_pix):
-                raise ValueError(f"columns[{c!r}]: expected shape (N, {n_pix}), got {getattr(arr, 'shape', type(arr))}")
-        cols = dict(columns)
-        cols["flux"] = cols["flux"].astype(np.float32, copy=False)
-        cols["ivar"] = cols["ivar"].astype(np.float32, copy=False)
-        cols["mask"] = cols["mask"].astype(np.int32, copy=False)
-        if "split" not in cols:
-            cols["split"] = [split_of(str(o)) for o in cols["object_id"]]
-        return cols
 
     def close(self) -> Path:
         """Mark the data set complete and return the manifest path."""
@@ -232,6 +302,8 @@ class ShardWriter:
                 "log_spaced": inst.log_spaced,
             },
             "wave": [round(float(w), 4) for w in inst.wave_obs],
+            "units": {"flux": self.flux_unit, "ivar": _ivar_unit(self.flux_unit), "wave": WAVE_UNIT},
+            "wave_medium": WAVE_MEDIUM,
             "n_spectra": sum(s["n_rows"] for s in shards),
             "splits": {k: sum(s["splits"][k] for s in shards) for k in SPLITS},
             "shards": shards,
@@ -283,10 +355,28 @@ class SpectraSet:
 
     @property
     def wave(self) -> np.ndarray:
+        """Observed-frame wavelength grid ``(L,)`` in Angstrom (see :attr:`wave_medium`)."""
         return np.array(self.instrument.wave_obs)
+
+    @property
+    def flux_unit(self) -> str:
+        """Unit of ``flux`` (data sets written before units were recorded: the surveys' unit)."""
+        return str(self.manifest.get("units", {}).get("flux", FLUX_UNIT))
+
+    @property
+    def wave_medium(self) -> str:
+        """``vacuum`` (every speculum grid); recorded in the manifest."""
+        return str(self.manifest.get("wave_medium", WAVE_MEDIUM))
 
     def __len__(self) -> int:
         return int(self.manifest["n_spectra"])
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 over the instrument and the shards' names, row counts and checksums: the data's identity."""
+        shards = [(e["path"], e["n_rows"], e["sha256"]) for e in self.manifest["shards"]]
+        blob = json.dumps({"instrument": self.manifest["instrument"], "shards": shards}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
 
     @property
     def columns(self) -> list[str]:
@@ -338,15 +428,59 @@ class SpectraSet:
         table = pa.concat_tables(tables)
         if limit is not None:
             table = table.slice(0, limit)
-        out = {}
-        for name in table.column_names if columns is None else columns:
-            col = table[name].combine_chunks()
-            if pa.types.is_fixed_size_list(col.type):
-                out[name] = col.values.to_numpy(zero_copy_only=False).reshape(len(col), col.type.list_size)
-            elif pa.types.is_list(col.type):
-                out[name] = np.array([np.asarray(v.values) for v in col], dtype=object)
-            elif pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-                out[name] = np.array(col.to_pylist(), dtype=object)
-            else:
-                out[name] = col.to_numpy(zero_copy_only=False)
-        return out
+        return decode_table(table, columns)
+
+    def iter_batches(
+        self, columns: Sequence[str] | None = None, split: str | None = None, batch_size: int = 1024
+    ) -> Iterator[dict[str, np.ndarray]]:
+        """Stream the rows shard by shard in batches of at most ``batch_size`` rows, in manifest order.
+
+        Memory holds one record batch at a time, whatever the size of the data set.
+
+        Args:
+            columns: Columns to read (default: all).
+            split: Keep only rows of this split.
+            batch_size: Rows per yielded batch (before the split selection).
+
+        Yields:
+            Column name to array, decoded as in :meth:`read`.
+        """
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        if split is not None and split not in SPLITS:
+            raise ValueError(f"split: expected one of {SPLITS}, got {split!r}")
+        want = None if columns is None else list(dict.fromkeys([*columns, *(["split"] if split else [])]))
+        for entry in self.manifest["shards"]:
+            path = self.root / entry["path"]
+            if not path.exists():
+                raise DataFormatError(f"{path}: shard listed in the manifest is missing")
+            try:
+                for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=want):
+                    table = pa.Table.from_batches([batch])
+                    if split is not None:
+                        table = table.filter(pc.equal(table["split"], split))
+                    if table.num_rows:
+                        yield decode_table(table, columns)
+            except (pa.ArrowInvalid, OSError) as err:
+                raise DataFormatError(f"{path}: cannot read shard ({err})") from None
+
+
+def decode_table(table, columns: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """Arrow table -> numpy columns: fixed-size lists as ``(N, L)`` arrays, strings as object
+    arrays, variable-length lists as object arrays of 1-D arrays, scalars as 1-D arrays."""
+    import pyarrow as pa
+
+    out = {}
+    for name in table.column_names if columns is None else columns:
+        col = table[name].combine_chunks()
+        if pa.types.is_fixed_size_list(col.type):
+            out[name] = col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), col.type.list_size)
+        elif pa.types.is_list(col.type):
+            out[name] = np.array([np.asarray(v.values) for v in col], dtype=object)
+        elif pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            out[name] = np.array(col.to_pylist(), dtype=object)
+        else:
+            out[name] = col.to_numpy(zero_copy_only=False)
+    return out

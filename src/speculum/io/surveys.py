@@ -12,6 +12,24 @@
   coadded onto the DESI grid by inverse variance, as ``desispec.coaddition.coadd_cameras``
   does, and so are the banded resolution matrices.
 
+DESI object ids are unique across surveys, programs and coadd groups (``TARGETID`` alone
+repeats between coadds)::
+
+    desi-{survey}-{program}-{healpix}-{targetid}        HEALPix coadds (header HPXPIXEL)
+    desi-{survey}-{program}-t{tileid}p{petal}-{targetid}  tile coadds (header TILEID/PETAL)
+    desi-{survey}-{program}-{file name}-{targetid}      neither (file name without ``coadd-``)
+
+``survey``/``program`` come from the PRIMARY (else FIBERMAP) header keywords ``SURVEY`` and
+``PROGRAM`` (``FAPRGRM``); tile coadds without them take the survey from the ``SV1_``/
+``SV2_``/``SV3_`` target columns, and ``unknown`` where nothing says. The parts are also
+carried as columns (``desi_survey``, ``desi_program``, ``healpix``, ``tileid``, ``petal``,
+``targetid``) together with the target bits (``desi_target``, ``bgs_target``,
+``mws_target``, ``scnd_target``; the SV variants as ``sv_*_target`` with ``sv_survey``
+naming which; 0 where a file has no such column).
+
+Units: every reader returns flux densities in :data:`FLUX_UNIT` (what SDSS, BOSS and DESI
+publish) on vacuum wavelength grids in Angstrom.
+
 SDSS/BOSS coadds sit on the common log-lambda lattice ``10 ** (3.5 + 1e-4 k)``, so placing
 them on an instrument grid is an exact pixel offset. DESI arms sit on the 0.8 A lattice of
 the DESI grid. Pixels a file does not cover get ``ivar = 0`` and the ``NO_DATA`` bit.
@@ -31,10 +49,13 @@ import numpy as np
 
 from speculum._optional import require
 from speculum.instruments import DESI, Instrument, PixelMask, get_instrument
-from speculum.io.shards import DataFormatError
+from speculum.io.shards import FLUX_UNIT, WAVE_MEDIUM, WAVE_UNIT, DataFormatError
 
 __all__ = [
+    "FLUX_UNIT",
     "SDSS_BAD_BITS",
+    "WAVE_MEDIUM",
+    "WAVE_UNIT",
     "SpectrumFormatError",
     "SpectrumRecords",
     "read_desi_coadd",
@@ -50,6 +71,7 @@ log = logging.getLogger(__name__)
 BRIGHTSKY = 1 << 23
 SDSS_BAD_BITS = 0xFFFFFFFF & ~BRIGHTSKY
 LOGLAM_STEP = 1e-4
+DESI_TARGET_BITS = ("DESI_TARGET", "BGS_TARGET", "MWS_TARGET", "SCND_TARGET")
 
 
 class SpectrumFormatError(DataFormatError):
@@ -451,6 +473,7 @@ def read_desi_coadd(
     fiberstatus_ok: int = 0,
     zwarn_ok: int = 0,
     keep_resolution: bool = True,
+    rows: tuple[int, int] | None = None,
 ) -> SpectrumRecords:
     """Read a DESI coadd, coadd its arms onto the DESI grid, attach redrock redshifts.
 
@@ -462,12 +485,16 @@ def read_desi_coadd(
         zwarn_ok: ``ZWARN`` bits that are acceptable; other warnings give ``z = NaN``
             and ``z_flag = "zwarn"``.
         keep_resolution: Keep the coadded banded resolution matrices ``(N, 11, L)``.
+        rows: ``(start, stop)``: read only these FIBERMAP rows (before any selection);
+            only their slices of the image HDUs are read, so memory is bounded by the
+            range, not the file (a 500-fibre coadd holds ~220 MB of arrays).
 
-    Only real targets (``OBJTYPE == 'TGT'``, when the column exists) are kept.
+    Only real targets (``OBJTYPE == 'TGT'``, when the column exists) are kept. Object ids
+    and identity columns: see the module docstring.
     """
     path = Path(path)
     with _open(path) as hdul:
-        return _read_desi_open(path, hdul, redshifts, fiberstatus_ok, zwarn_ok, keep_resolution)
+        return _read_desi_open(path, hdul, redshifts, fiberstatus_ok, zwarn_ok, keep_resolution, rows)
 
 
 def _read_desi_open(
@@ -477,6 +504,7 @@ def _read_desi_open(
     fiberstatus_ok: int = 0,
     zwarn_ok: int = 0,
     keep_resolution: bool = True,
+    rows: tuple[int, int] | None = None,
 ) -> SpectrumRecords:
     """:func:`read_desi_coadd` on an already open file."""
     inst = DESI
@@ -484,13 +512,19 @@ def _read_desi_open(
     if "FIBERMAP" not in names:
         raise _err(path, "HDU FIBERMAP", f"missing; HDUs: {names}")
     fm = hdul["FIBERMAP"]
-    tid = _column(path, fm, "TARGETID", kind="i").astype(np.int64)
+    n_all = int(fm.header.get("NAXIS2", 0))
+    lo, hi = (0, n_all) if rows is None else (max(0, int(rows[0])), min(n_all, int(rows[1])))
+    if hi < lo:
+        raise ValueError(f"rows: expected 0 <= start <= stop, got {rows}")
+    sl = slice(lo, hi)
+    tid = _column(path, fm, "TARGETID", kind="i").astype(np.int64)[sl]
     status_col = "COADD_FIBERSTATUS" if "COADD_FIBERSTATUS" in fm.columns.names else "FIBERSTATUS"
-    status = _column(path, fm, status_col, kind="i").astype(np.int64)
+    status = _column(path, fm, status_col, kind="i").astype(np.int64)[sl]
     keep = (status & ~np.int64(fiberstatus_ok)) == 0
     if "OBJTYPE" in fm.columns.names:
-        keep &= np.char.strip(np.asarray(fm.data["OBJTYPE"]).astype(str)) == "TGT"
-    rows = np.nonzero(keep)[0]
+        keep &= np.char.strip(np.asarray(fm.data["OBJTYPE"][sl]).astype(str)) == "TGT"
+    ident = _desi_identity(path, hdul[0].header, fm, sl)
+    sel = np.nonzero(keep)[0]
     n, length = len(tid), inst.n_pixels
     wsum = np.zeros((n, length))
     fsum = np.zeros((n, length))
@@ -504,14 +538,15 @@ def _read_desi_open(
             if f"{arm}_{part}" not in names:
                 raise _err(path, f"HDU {arm}_{part}", "missing")
         wave = np.asarray(hdul[f"{arm}_WAVELENGTH"].data, dtype=np.float64)
-        flux = np.asarray(hdul[f"{arm}_FLUX"].data, dtype=np.float64)
-        ivar = np.asarray(hdul[f"{arm}_IVAR"].data, dtype=np.float64)
-        mask = np.asarray(hdul[f"{arm}_MASK"].data)
         where = f"HDU {arm}_FLUX/{arm}_IVAR"
-        if flux.shape != (n, len(wave)) or ivar.shape != flux.shape or mask.shape != flux.shape:
-            shapes = f"{flux.shape}/{ivar.shape}/{mask.shape}"
-            raise _err(path, where, f"shapes {shapes} do not match {n} fibres x {len(wave)} px")
-        _check_values(path, where, flux[rows], ivar[rows])
+        shapes = [hdul[f"{arm}_{k}"].shape for k in ("FLUX", "IVAR", "MASK")]
+        if shapes[0] != (n_all, len(wave)) or shapes[1] != shapes[0] or shapes[2] != shapes[0]:
+            shapes = "/".join(map(str, shapes))
+            raise _err(path, where, f"shapes {shapes} do not match {n_all} fibres x {len(wave)} px")
+        flux = np.asarray(_rows(hdul[f"{arm}_FLUX"], sl), dtype=np.float64)
+        ivar = np.asarray(_rows(hdul[f"{arm}_IVAR"], sl), dtype=np.float64)
+        mask = np.asarray(_rows(hdul[f"{arm}_MASK"], sl))
+        _check_values(path, where, flux[sel], ivar[sel])
         if np.any(np.diff(wave) <= 0):
             raise _err(path, f"HDU {arm}_WAVELENGTH", "wavelengths not sorted")
         pos = (wave - inst.wave_start) / inst.step
@@ -523,9 +558,10 @@ def _read_desi_open(
         fsum[:, idx] += w * np.nan_to_num(flux)
         covered[idx] = True
         if keep_resolution:
-            res = np.asarray(hdul[f"{arm}_RESOLUTION"].data, dtype=np.float64)
-            if res.shape != (n, 11, len(wave)):
-                raise _err(path, f"HDU {arm}_RESOLUTION", f"expected shape ({n}, 11, {len(wave)}), got {res.shape}")
+            rshape = hdul[f"{arm}_RESOLUTION"].shape
+            if rshape != (n_all, 11, len(wave)):
+                raise _err(path, f"HDU {arm}_RESOLUTION", f"expected shape ({n_all}, 11, {len(wave)}), got {rshape}")
+            res = np.asarray(_rows(hdul[f"{arm}_RESOLUTION"], sl), dtype=np.float64)
             rsum[:, :, idx] += w[:, None, :] * res
     ivar_c = wsum
     flux_c = np.where(wsum > 0, fsum / np.where(wsum > 0, wsum, 1), 0.0)
@@ -555,9 +591,10 @@ def _read_desi_open(
                 flag[i] = "zwarn"
             else:
                 z[i], flag[i] = float(zt["Z"][k]), ""
+    prefix = f"desi-{ident['survey']}-{ident['program']}-{ident['group']}"
     rec = SpectrumRecords(
         instrument=inst.name,
-        object_id=[str(int(t)) for t in tid],
+        object_id=[f"{prefix}-{int(t)}" for t in tid],
         survey=["DESI"] * n,
         z=z,
         z_err=zerr,
@@ -569,9 +606,66 @@ def _read_desi_open(
         mask=mask_c,
         source=[path.name] * n,
         resolution=None if res_c is None else res_c.astype(np.float32),
-        extra={"fiberstatus": status},
+        extra={"fiberstatus": status, **ident["columns"]},
     )
-    return rec.take(rows)
+    return rec.take(np.nonzero(keep)[0])
+
+
+def _rows(hdu, sl: slice) -> np.ndarray:
+    """Rows ``sl`` of an image HDU, reading only them where the HDU allows it."""
+    if sl.start == 0 and sl.stop == hdu.shape[0]:
+        return hdu.data
+    try:
+        return hdu.section[sl]
+    except Exception:  # noqa: BLE001 - e.g. compressed HDUs: read whole, then slice
+        return hdu.data[sl]
+
+
+def _desi_identity(path: Path, primary, fm, sl: slice) -> dict:
+    """Survey, program, HEALPix or tile/petal and target bits of a coadd (module docstring)."""
+    fmh = fm.header
+    cols = set(fm.columns.names)
+    n = len(range(*sl.indices(int(fmh.get("NAXIS2", 0)))))
+
+    def key(*names: str):
+        for hdr in (primary, fmh):
+            for k in names:
+                if k in hdr and str(hdr[k]).strip():
+                    return hdr[k]
+        return None
+
+    def col(name: str) -> np.ndarray:
+        return np.asarray(fm.data[name][sl]).astype(np.int64) if name in cols else np.zeros(n, np.int64)
+
+    sv = next((p for p in ("SV1", "SV2", "SV3") if any(f"{p}_{b}" in cols for b in DESI_TARGET_BITS)), "")
+    survey = key("SURVEY") or (sv.lower() or "unknown")
+    program = key("PROGRAM", "FAPRGRM") or "unknown"
+    healpix = key("HPXPIXEL")
+    tileid, petal = key("TILEID"), key("PETAL")
+    if tileid is None and "TILEID" in cols and n:
+        tileid = int(np.asarray(fm.data["TILEID"][sl])[0])
+    if petal is None and "PETAL_LOC" in cols and n:
+        petal = int(np.asarray(fm.data["PETAL_LOC"][sl])[0])
+    if healpix is not None:
+        group = str(int(healpix))
+    elif tileid is not None:
+        group = f"t{int(tileid)}p{int(petal) if petal is not None else -1}"
+    else:  # neither HEALPix nor tile (e.g. a hand-made coadd): the file names the group
+        group = path.name.split(".")[0].removeprefix("coadd-")
+        log.warning("%s: no HPXPIXEL or TILEID in the headers; object ids use the file name %r", path, group)
+    survey, program = str(survey).strip().lower(), str(program).strip().lower()
+    columns = {
+        "desi_survey": np.array([survey] * n, dtype=object),
+        "desi_program": np.array([program] * n, dtype=object),
+        "healpix": np.full(n, -1 if healpix is None else int(healpix), np.int64),
+        "tileid": np.full(n, -1 if tileid is None else int(tileid), np.int64),
+        "petal": np.full(n, -1 if petal is None else int(petal), np.int64),
+        "targetid": col("TARGETID"),
+        **{b.lower(): col(b) for b in DESI_TARGET_BITS},
+        **{f"sv_{b.lower()}": col(f"{sv}_{b}") for b in DESI_TARGET_BITS},
+        "sv_survey": np.array([sv.lower()] * n, dtype=object),
+    }
+    return {"survey": survey, "program": program, "group": group, "columns": columns}
 
 
 def read_spectra(path: str | Path, instrument: str | Instrument | None = None, **desi_options) -> SpectrumRecords:

@@ -9,10 +9,19 @@ from torch import nn
 
 from speculum._checks import check_finite, check_nonnegative, check_shape
 from speculum.instruments import Instrument, get_instrument
-from speculum.models.config import AutoencoderConfig
+from speculum.models.config import AutoencoderConfig, check_restframe_coverage
 from speculum.models.encoder import SpectrumEncoder
 from speculum.models.layers import MLP, SpeculatorActivation
-from speculum.physics import apply_resolution_matrix, convolve_lsf, gaussian_kernel, resample_to_observed
+from speculum.physics import (
+    NORMALIZATION_RANGE,
+    apply_resolution_matrix,
+    convolve_lsf,
+    fit_amplitude,
+    gaussian_kernel,
+    resample_to_observed,
+    shrink_valid,
+    window_median,
+)
 
 __all__ = ["AutoencoderOutput", "SpectrumAutoencoder", "SpectrumDecoder"]
 
@@ -22,10 +31,13 @@ class AutoencoderOutput(NamedTuple):
 
     Attributes:
         latents: ``(N, S)``.
-        restframe: Restframe models on the decoder grid, ``(N, L_rest)``.
+        restframe: Restframe models on the decoder grid, ``(N, L_rest)``; with
+            ``config.normalize`` scaled to the fitted amplitude of the data.
         observed: Models on the instrument grid, ``(N, L)``; zero where invalid.
-        valid: Observed pixels covered by the redshifted restframe grid, ``(N, L)``
-            bool. A loss must give the others zero weight.
+        valid: Observed pixels where the model is exact, ``(N, L)`` bool: covered by the
+            redshifted restframe grid and, after an LSF or resolution matrix, farther
+            than its half-width from any uncovered pixel. A loss must give the others
+            zero weight.
     """
 
     latents: torch.Tensor
@@ -62,10 +74,19 @@ class SpectrumAutoencoder(nn.Module):
 
     Observed pixels outside the redshifted restframe grid are not an error: the model is
     zero there and :attr:`AutoencoderOutput.valid` is ``False``, which the losses use as
-    zero weight.
+    zero weight. So are pixels whose LSF window (``K // 2`` pixels, also past the ends of
+    the observed grid, which the convolution pads with zeros) or resolution band (``D // 2``
+    pixels) reaches an uncovered pixel: their value mixes in the zero model there.
+
+    With ``config.normalize`` the amplitude is fitted to the data rather than taken from
+    the inputs' normalisation (see :class:`~speculum.models.AutoencoderConfig`).
 
     Args:
         config: Architecture; see :class:`~speculum.models.AutoencoderConfig`.
+
+    Raises:
+        ValueError: If the restframe grid does not cover the instrument's observed grid
+            over its redshift range (:func:`~speculum.models.config.check_restframe_coverage`).
 
     Example:
         >>> cfg = AutoencoderConfig(instrument="SDSS", n_latent=4)
@@ -80,6 +101,7 @@ class SpectrumAutoencoder(nn.Module):
         super().__init__()
         self.config = config
         self.instrument: Instrument = get_instrument(config.instrument)
+        check_restframe_coverage(config.restframe, self.instrument)
         self.encoder = SpectrumEncoder(
             config.n_latent,
             config.encoder_channels,
@@ -116,14 +138,50 @@ class SpectrumAutoencoder(nn.Module):
             resolution: Optional banded matrices ``(N, D, L)`` (DESI layout).
 
         Returns:
-            ``(observed (N, L), valid (N, L))``.
+            ``(observed (N, L), valid (N, L))``; ``observed`` is zero where not ``valid``.
         """
         observed, valid = resample_to_observed(restframe, self.wave_rest, z, self.wave_obs)
         if resolution is not None:
             observed = apply_resolution_matrix(observed, resolution)
+            # the band is defined on the observed grid only: just the coverage edges contaminate
+            valid = shrink_valid(valid, resolution.shape[-2] // 2, outside_valid=True)
         elif self.lsf is not None:
             observed = convolve_lsf(observed, self.lsf)
-        return observed, valid
+            # zero padding beyond the coverage and beyond the ends of the grid
+            valid = shrink_valid(valid, self.lsf.numel() // 2, outside_valid=False)
+        else:
+            return observed, valid
+        return observed * valid, valid
+
+    def normalize(
+        self,
+        y: torch.Tensor,
+        w: torch.Tensor | None,
+        restframe: torch.Tensor,
+        observed: torch.Tensor,
+        valid: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scale models to the data, as the reference with ``normalize=True``.
+
+        Divide by the restframe model's median over ``NORMALIZATION_RANGE``, then multiply
+        by the maximum-likelihood amplitude of the observed model to ``y`` with weights
+        ``w x valid``.
+
+        Args:
+            y: Spectra, ``(N, L)``, in any flux units.
+            w: Weights, ``(N, L)``, or ``None`` for equal weights.
+            restframe: ``(N, L_rest)``.
+            observed: ``(N, L)``.
+            valid: ``(N, L)`` bool.
+
+        Returns:
+            ``(restframe (N, L_rest), observed (N, L))`` scaled.
+        """
+        norm = window_median(self.wave_rest, restframe, NORMALIZATION_RANGE)[:, None]
+        observed = observed / norm
+        weights = valid.to(observed.dtype) if w is None else w * valid
+        amplitude = fit_amplitude(observed, y, weights)[:, None]
+        return restframe / norm * amplitude, observed * amplitude
 
     def check_inputs(self, y: torch.Tensor, w: torch.Tensor | None, z: torch.Tensor | None) -> None:
         """Validate shapes, finiteness, weights and redshift range; raise ``ValueError``."""
@@ -148,8 +206,10 @@ class SpectrumAutoencoder(nn.Module):
         """Encode, decode and observe.
 
         Args:
-            y: Normalised spectra, shape ``(N, L)``, finite (in-paint or zero masked pixels).
-            w: Inverse variance x mask, shape ``(N, L)``, ``>= 0``; may be ``None``.
+            y: Normalised spectra, shape ``(N, L)``, finite (in-paint or zero masked pixels);
+                with ``config.normalize`` in any flux units.
+            w: Inverse variance x mask, shape ``(N, L)``, ``>= 0``; may be ``None``
+                (equal weights).
             z: Redshifts, shape ``(N,)``, within the instrument's range.
             resolution: Optional per-spectrum resolution matrices ``(N, D, L)``.
             s: Optional latents ``(N, S)``; skips the encoder.
@@ -163,4 +223,6 @@ class SpectrumAutoencoder(nn.Module):
         latents = self.encode(y, w) if s is None else s
         restframe = self.decode(latents)
         observed, valid = self.observe(restframe, z, resolution)
+        if self.config.normalize:
+            restframe, observed = self.normalize(y, w, restframe, observed, valid)
         return AutoencoderOutput(latents, restframe, observed, valid)

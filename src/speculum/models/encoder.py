@@ -66,7 +66,9 @@ class ConvBlock(nn.Module):
     def forward_direct(self, x: torch.Tensor) -> torch.Tensor:
         """Reference order of operations, ``(B, C_in, L) -> (B, C_out, L')``."""
         y = F.conv1d(x, self.weight, padding=self.kernel // 2)
-        y = self.prelu(F.instance_norm(y))
+        # one position: mean = y and variance 0, so the normalised value is exactly 0
+        # (F.instance_norm refuses a single spatial element)
+        y = self.prelu(F.instance_norm(y) if y.shape[-1] > 1 else y - y)
         return F.max_pool1d(y, self.pool, self.pool, padding=self.pool // 2) if self.pool > 1 else y
 
     def geometry(self, length: int) -> BlockGeometry:

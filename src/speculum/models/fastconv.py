@@ -156,7 +156,7 @@ def _tiled_conv(x: torch.Tensor, wf: tuple[torch.Tensor, ...], g: BlockGeometry)
     fwd, inv, _, _ = (a.to(x) for a in _dft_matrices(n, m, k))
     nf = n // 2 + 1
     ni = n - nf
-    xt = tiles.permute(3, 0, 1, 2).reshape(n, -1)  # (n, B*T*C_in)
+    xt = tiles.permute(3, 0, 1, 2).reshape(n, b * t * g.c_in)  # explicit sizes: B may be 0
     xf = (fwd @ xt).view(n, b * t, g.c_in)
     xr, xi = xf[:nf], xf[nf:]
     # correlation theorem: Y_f = X_f conj(W_f), four real GEMMs per complex bin
@@ -164,7 +164,7 @@ def _tiled_conv(x: torch.Tensor, wf: tuple[torch.Tensor, ...], g: BlockGeometry)
     p = torch.bmm(xr, wr)
     yr = torch.cat([p[:1], torch.baddbmm(p[1 : 1 + ni], xi, wi, alpha=-1), p[1 + ni :]])
     yi = torch.baddbmm(torch.bmm(xr[1 : 1 + ni], wi), xi, wr[1 : 1 + ni])
-    y = inv @ torch.cat([yr, yi]).view(n, -1)  # (m, B*T*C_out)
+    y = inv @ torch.cat([yr, yi]).view(n, b * t * g.c_out)  # (m, B*T*C_out)
     return y.view(m, b, t, g.c_out)
 
 
@@ -215,7 +215,7 @@ def _toeplitz_moments(x: torch.Tensor, weight: torch.Tensor, g: BlockGeometry) -
     """
     k = g.kernel
     xp = F.pad(x.double(), (0, 0, k // 2, k // 2))
-    patches = xp.unfold(1, k, 1).reshape(x.shape[0], g.length, -1)  # (B, L, C_in k)
+    patches = xp.unfold(1, k, 1).reshape(x.shape[0], g.length, g.c_in * k)  # (B, L, C_in k); B may be 0
     mu = patches.mean(1)
     centred = patches - mu[:, None]
     cov = centred.transpose(1, 2) @ centred / g.length  # (B, Ck, Ck)
@@ -262,15 +262,18 @@ def block_forward(
     yv = y.view(r, p, b, t, c)
     need_min = bool((prelu < 0).any())
 
+    def window(reduce, j: int) -> torch.Tensor:
+        # pooled window j over its positions inside [0, L) only (the first and last may reach outside)
+        start = j * p - g.offset
+        lo, hi = max(start, 0), min(start + p, g.length)
+        tile, u = divmod(lo + g.offset, m)  # windows never straddle tiles (m is a multiple of p)
+        return reduce(y[u : u + hi - lo, :, tile], dim=0)[:, None]
+
     def pooled(reduce) -> torch.Tensor:
+        if lq == 1:  # a single window: it is both the first and the last
+            return window(reduce, 0)
         out = reduce(yv, dim=1).permute(1, 2, 0, 3).reshape(b, t * r, c)[:, :lq]
-        # first / last window may reach outside [0, L): reduce over valid positions only
-        first = reduce(y[g.offset : p, :, 0], dim=0)
-        last_start = (lq - 1) * p - g.offset
-        last_stop = min(last_start + p, g.length)
-        tl, ul = divmod(last_start + g.offset, m)
-        last = reduce(y[ul : ul + last_stop - last_start, :, tl], dim=0)
-        return torch.cat([first[:, None], out[:, 1:-1], last[:, None]], dim=1)
+        return torch.cat([window(reduce, 0), out[:, 1:-1], window(reduce, lq - 1)], dim=1)
 
     hi = _prelu((pooled(torch.amax) - mean[:, None]) * rstd[:, None], prelu)
     if not need_min:

@@ -5,14 +5,21 @@ Shapes: spectra ``(N, L)``, wavelength grids ``(L,)`` in vacuum Angstrom, redshi
 shifts matter).
 """
 
-from speculum.physics.lsf import apply_resolution_matrix, convolve_lsf, gaussian_kernel, gaussian_resolution_matrix
-from speculum.physics.normalization import NORMALIZATION_RANGE, median_normalization
+from speculum.physics.lsf import (
+    apply_resolution_matrix,
+    convolve_lsf,
+    gaussian_kernel,
+    gaussian_resolution_matrix,
+    shrink_valid,
+)
+from speculum.physics.normalization import NORMALIZATION_RANGE, fit_amplitude, median_normalization, window_median
 from speculum.physics.redshift import interp_linear, redshift_grid, resample_log_uniform, resample_to_observed
 
 __all__ = [
     "NORMALIZATION_RANGE",
     "apply_resolution_matrix",
     "convolve_lsf",
+    "fit_amplitude",
     "gaussian_kernel",
     "gaussian_resolution_matrix",
     "interp_linear",
@@ -20,4 +27,6 @@ __all__ = [
     "redshift_grid",
     "resample_log_uniform",
     "resample_to_observed",
+    "shrink_valid",
+    "window_median",
 ]

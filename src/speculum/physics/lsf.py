@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from speculum._checks import check_shape
 
-__all__ = ["apply_resolution_matrix", "convolve_lsf", "gaussian_kernel", "gaussian_resolution_matrix"]
+__all__ = ["apply_resolution_matrix", "convolve_lsf", "gaussian_kernel", "gaussian_resolution_matrix", "shrink_valid"]
 
 
 def gaussian_kernel(sigma: float, half_width: int | None = None, dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -75,12 +75,15 @@ def apply_resolution_matrix(flux: torch.Tensor, resolution: torch.Tensor) -> tor
         )
     d = res.shape[1]
     h = d // 2
-    prod = F.pad(res.to(flux.dtype) * flux[:, None, :], (h, h))  # (N, D, L + 2h)
+    res = res.to(flux.dtype)
     length = flux.shape[-1]
-    out = torch.zeros_like(flux)
+    out = res[:, h] * flux  # a new tensor: the off-diagonals are added into it in place
     for k in range(d):
         offset = h - k  # j - i
-        out = out + prod[:, k, h + offset : h + offset + length]
+        if offset == 0:
+            continue
+        i0, i1 = max(0, -offset), min(length, length - offset)  # rows i whose column i + offset exists
+        out[:, i0:i1] += res[:, k, i0 + offset : i1 + offset] * flux[:, i0 + offset : i1 + offset]
     return out
 
 
@@ -94,3 +97,34 @@ def gaussian_resolution_matrix(sigma: float, n_pixels: int, n_diag: int = 11, dt
     kernel = gaussian_kernel(sigma, half_width=h, dtype=dtype)  # index r <-> offset r - h
     offsets = h - torch.arange(n_diag)  # j - i for each stored diagonal
     return kernel[h - offsets][:, None].expand(n_diag, n_pixels).clone()
+
+
+def shrink_valid(valid: torch.Tensor, half_width: int, outside_valid: bool = False) -> torch.Tensor:
+    """Pixels whose whole convolution window ``[i - h, i + h]`` lies on valid pixels.
+
+    After a line-spread convolution or a banded resolution matrix of half-width ``h``, a
+    pixel within ``h`` of an invalid one (where the model is zero, e.g. outside the
+    redshifted restframe coverage) mixes that zero into its value, so it is invalid too.
+
+    Args:
+        valid: Valid pixels before the convolution, shape ``(N, L)``, bool.
+        half_width: ``h = K // 2`` for a kernel of ``K`` taps, ``D // 2`` for ``D`` diagonals.
+        outside_valid: Whether positions beyond the ends of the grid count as valid.
+            ``False`` for :func:`convolve_lsf`, which pads with zeros there; ``True`` for
+            :func:`apply_resolution_matrix`, whose matrix is defined on the grid only (DESI
+            truncates the band at the grid's ends), so nothing is missing there.
+
+    Returns:
+        Shrunk validity, shape ``(N, L)``, bool.
+
+    Example:
+        >>> shrink_valid(torch.tensor([[False, True, True, True, True, True, False]]), 1)
+        tensor([[False, False,  True,  True,  True, False, False]])
+    """
+    check_shape(valid, "valid", (None, None))
+    if half_width < 0:
+        raise ValueError(f"half_width: expected >= 0 pixels, got {half_width}")
+    if half_width == 0:
+        return valid
+    padded = F.pad(valid.to(torch.uint8), (half_width, half_width), value=int(outside_valid))
+    return padded.unfold(1, 2 * half_width + 1, 1).amin(dim=-1).bool()

@@ -20,23 +20,44 @@ Restframe model (vacuum, log10 grid of 1e-4 dex from 1800 to 10500 A):
   ``line_class``).
 
 Observation: redshift (the physics module's :func:`resample_log_uniform`, the same
-forward model the autoencoder uses), lines rendered analytically at ``lambda (1 + z)``
-with the instrument resolution, a sky spectrum (smooth continuum plus the shipped
-night-sky lines), Poisson-like noise whose variance follows object + sky, so noise is
-larger at sky lines; cosmic rays and bad columns are added and flagged in the mask (with
-``ivar = 0``) as a pipeline would, pixels near bright sky lines carry the ``SKY_LINE``
-bit, and residual telluric absorption (O2 A/B, H2O; up to 6 % deep) is left in, as after
-a pipeline's telluric correction. Observed flux densities equal the restframe ones at ``lambda / (1+z)``
-(no ``(1+z)`` dimming: amplitudes are drawn directly).
+forward model the autoencoder uses), lines rendered analytically at ``lambda (1 + z)``,
+residual telluric absorption (O2 A/B, H2O; up to 6 % deep, as after a pipeline's telluric
+correction), then the instrument's line spread:
+
+* SDSS/BOSS: one Gaussian of the instrument's resolution ``R`` (folded into the SSP
+  broadening and the line widths).
+* DESI: a banded resolution matrix per spectrum, ``(11, L)`` in the DESI layout of
+  :func:`~speculum.physics.apply_resolution_matrix`, whose Gaussian width varies with
+  wavelength and from fibre to fibre as measured on real DESI coadds
+  (:data:`DESI_RESOLUTION_SIGMA`); the observed model is exactly that matrix applied to
+  the redshifted, resampled model, and the matrix is stored with the spectrum.
+
+Noise: each object has a brightness ``B`` (continuum counts per pixel at its typical
+level, log-normal) and the sky a fixed level ``S`` counts per pixel (at the sky
+spectrum's median; smooth continuum plus the shipped night-sky lines), the same for every
+object, so the variance in counts is ``object + sky`` and the S/N follows from the
+brightness: faint objects are sky-dominated. In the normalised flux units of the output,
+with ``a = amplitude / B``: ``var = a * model + S * a**2 * sky``. Cosmic rays and bad columns
+are added and flagged in the mask (with ``ivar = 0``) as a pipeline would, and pixels near
+bright sky lines carry the ``SKY_LINE`` bit. Observed flux densities equal the restframe
+ones at ``lambda / (1+z)`` (no ``(1+z)`` dimming: amplitudes are drawn directly).
 
 Anomalies (rate and classes configurable), each with its wavelength windows in the truth:
 
 * ``agn``: broad Balmer and Mg II lines (FWHM 2000-8000 km/s) plus a power-law continuum;
 * ``star_blend``: a MaStar star at ``z ~ 0`` adding 20-60 % of the flux;
 * ``reddened``: ``A_V`` = 2.5-5 mag;
-* ``odd_lines``: extreme [O III]/Hbeta and [Ne III], or double-peaked lines;
+* ``odd_lines``: extreme [O III]/Hbeta and [Ne III], or double-peaked lines (together at
+  least three times the lines of a galaxy with EW(Halpha) = 10 A);
 * ``pair``: a second galaxy at a higher redshift adding 30-60 % of the flux;
-* ``artefact``: an *unflagged* instrumental artefact (spike, bad column, or flux step).
+* ``artefact``: an *unflagged* instrumental artefact on pixels the mask leaves usable: a
+  3-pixel spike (a sky-subtraction residual at a faint, unmasked sky line, or a hot
+  pixel), a bad column, each at least ``artefact_min_sigma`` times the noise, or a flux
+  step of at least ``step_min_sigma`` times the noise (median over the step).
+
+``SimConfig(render_anomalies=False)`` and ``SimConfig(emission_lines=False)`` draw the
+same objects (same random stream, anomaly parameters and windows) but leave the anomalies or the
+emission lines out of the spectra, so differences against the default isolate them.
 
 Everything is drawn from a seed, in blocks of 512 objects seeded by ``(seed, block)``,
 so object ``i`` is the same whichever range it is simulated in.
@@ -51,27 +72,38 @@ Example:
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from types import MappingProxyType
 
 import numpy as np
 import torch
 
 from speculum.instruments import Instrument, PixelMask, get_instrument, sky_lines
-from speculum.physics import NORMALIZATION_RANGE, convolve_lsf, gaussian_kernel, resample_log_uniform
+from speculum.physics import (
+    NORMALIZATION_RANGE,
+    apply_resolution_matrix,
+    convolve_lsf,
+    gaussian_kernel,
+    resample_log_uniform,
+)
 from speculum.sim.templates import Templates, load_templates
 
 __all__ = [
     "ANOMALY_CLASSES",
     "BLOCK_SIZE",
     "CLASSES",
+    "DESI_RESOLUTION_SIGMA",
     "NARROW_LINES",
     "GalaxySimulator",
     "SimConfig",
     "SimulatedSpectra",
     "simulate_spectra",
 ]
+
+logger = logging.getLogger(__name__)
 
 C_KMS = 299_792.458
 ANOMALY_CLASSES = ("agn", "star_blend", "reddened", "odd_lines", "pair", "artefact")
@@ -107,6 +139,30 @@ TELLURIC_BANDS = ((6867, 6884, 0.5), (7594, 7621, 1.0), (7170, 7330, 0.3), (8130
 _SIGMA_LADDER = (55.0, 80.0, 115.0, 160.0, 220.0, 300.0, 400.0)  # total km/s
 _SIGMA_TEMPLATE = 58.0  # intrinsic resolution of the BC03 (STELIB/MILES) SSPs, km/s
 
+DESI_RESOLUTION_SIGMA = MappingProxyType(
+    {
+        # camera: (lambda_mid, lambda_range, mean (c0, c1, c2), fibre-to-fibre sd (c0, c1, c2), fitted sigma (min, max))
+        "B": (4700.0, 2200.0, (0.8588, -0.0160, -0.0548), (0.0299, 0.0419, 0.0242), (0.797, 0.893)),
+        "R": (6690.0, 1860.0, (0.8086, 0.0013, -0.0474), (0.0036, 0.0281, 0.0304), (0.781, 0.817)),
+        "Z": (8672.0, 2304.0, (0.9262, 0.0422, 0.0704), (0.0351, 0.0045, 0.1807), (0.885, 0.983)),
+    }
+)
+"""Gaussian-equivalent width of DESI resolution matrices, in pixels of 0.8 A, per camera.
+
+``sigma(lambda) = c0 + c1 x + c2 x**2`` with ``x = (lambda - lambda_mid) / lambda_range``.
+Measured on the real coadds in the shared data (``desi/coadd-4-80613-thru20210324``,
+``desi/coadd-special-dark-27247`` and fibre 0 of ``desi/spectra-5-169-thru20210419``;
+that file's 5 adjacent fibres agree within 0.02 %): for every pixel, the second moment
+of the 11 stored diagonals (offsets ``5 … -5``, normalised by their sum, ignoring pixels
+whose sum is < 0.5), a quadratic fit per camera and fibre, then the mean and the sample
+standard deviation of the three fits' coefficients. Simulated fibres draw each coefficient
+from a normal of that mean and spread; the result is clipped to the range the three fits
+span (last entry) widened by the fibre spread of ``c0``. The cameras overlap at
+5760-5800 A (B/R) and 7520-7620 A (R/Z), where the widths are blended linearly.
+"""
+_DESI_OVERLAPS = ((5760.0, 5800.0), (7520.0, 7620.0))
+_RES_DIAG = 11
+
 
 @dataclass(frozen=True)
 class SimConfig:
@@ -120,11 +176,28 @@ class SimConfig:
             the SDSS main galaxy sample) or ``"uniform"``.
         z_min: Smallest redshift.
         z_max: Largest redshift; ``None`` means the instrument's upper limit.
-        snr_median: Median per-pixel S/N of the continuum.
-        snr_scatter_dex: Log-normal scatter of the S/N (brighter galaxies have higher S/N).
-        sky_to_object: Range of the sky-to-object continuum ratio.
+        snr_median: S/N of an object of median brightness at its typical level against
+            the median sky (per-pixel medians of the continuum S/N come out 0-20 % lower).
+        snr_scatter_dex: Log-normal scatter of the object brightness, dex (the S/N
+            follows from the brightness and the fixed sky).
+        sky_to_object: Sky-to-object continuum ratio (in counts) of an object of median
+            brightness; it fixes the sky level, the same for every object.
         cosmic_rays: Mean number of (flagged) cosmic rays per spectrum.
         bad_column_fraction: Fraction of spectra with one flagged bad column.
+        artefact_min_sigma: Smallest amplitude of an artefact spike or column, in units of
+            the pixel's noise sigma (amplitudes are drawn from 1-10x this for spikes, 2-6x
+            for columns).
+        step_min_sigma: Smallest depth of an artefact flux step, in units of the noise
+            sigma (median over the step's pixels).
+        render_anomalies: ``False`` draws every anomaly (same parameters, windows, random
+            stream) but leaves it out of the spectra: the anomaly-free twin of each object.
+        emission_lines: ``False`` leaves the narrow emission lines out (same objects).
+
+    ``snr_median`` and ``snr_scatter_dex`` set the brightness distribution: the object of
+    median brightness ``B_med = snr_median**2 * (1 + sky_to_object)`` counts has S/N
+    ``snr_median`` at its typical level against the median sky, whose level is
+    ``sky_counts = sky_to_object * B_med``; brightness scatters by ``snr_scatter_dex``
+    (log-normal, clipped at 3 sigma) and the S/N follows from it.
     """
 
     instrument: str = "SDSS"
@@ -134,10 +207,14 @@ class SimConfig:
     z_min: float = 0.01
     z_max: float | None = None
     snr_median: float = 10.0
-    snr_scatter_dex: float = 0.2
-    sky_to_object: tuple[float, float] = (0.5, 3.0)
+    snr_scatter_dex: float = 0.3
+    sky_to_object: float = 1.5
     cosmic_rays: float = 1.0
     bad_column_fraction: float = 0.05
+    artefact_min_sigma: float = 5.0
+    step_min_sigma: float = 2.0
+    render_anomalies: bool = True
+    emission_lines: bool = True
 
     def __post_init__(self) -> None:
         inst = get_instrument(self.instrument)
@@ -158,10 +235,27 @@ class SimConfig:
             )
         if self.snr_median <= 0:
             raise ValueError(f"snr_median: expected > 0, got {self.snr_median}")
+        if isinstance(self.sky_to_object, (tuple, list)) or not self.sky_to_object > 0:
+            raise ValueError(f"sky_to_object: expected one number > 0, got {self.sky_to_object!r}")
+        if not self.artefact_min_sigma > 0 or not self.step_min_sigma > 0:
+            raise ValueError(
+                "artefact_min_sigma, step_min_sigma: expected > 0, "
+                f"got {self.artefact_min_sigma}, {self.step_min_sigma}"
+            )
 
     @property
     def z_upper(self) -> float:
         return get_instrument(self.instrument).z_range[1] if self.z_max is None else self.z_max
+
+    @property
+    def brightness_median(self) -> float:
+        """Continuum counts per pixel of the median-brightness object."""
+        return self.snr_median**2 * (1 + self.sky_to_object)
+
+    @property
+    def sky_counts(self) -> float:
+        """Sky counts per pixel at the sky spectrum's median, the same for every object."""
+        return self.sky_to_object * self.brightness_median
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -170,7 +264,11 @@ class SimConfig:
     def from_dict(cls, d: dict) -> SimConfig:
         d = dict(d)
         d["anomaly_classes"] = tuple(d.get("anomaly_classes", ANOMALY_CLASSES))
-        d["sky_to_object"] = tuple(d.get("sky_to_object", (0.5, 3.0)))
+        sky = d.get("sky_to_object", 1.5)
+        if isinstance(sky, (tuple, list)):  # before the fixed sky level: a (low, high) range per object
+            logger.warning("sky_to_object: old (low, high) range %s read as its geometric mean", sky)
+            sky = math.sqrt(float(sky[0]) * float(sky[1]))
+        d["sky_to_object"] = float(sky)
         return cls(**d)
 
 
@@ -185,11 +283,16 @@ class SimulatedSpectra:
         mask: :class:`~speculum.instruments.PixelMask` bits, shape ``(N, L)``, int32.
         z: Redshifts, shape ``(N,)``.
         noiseless: Object model without noise or artefacts, shape ``(N, L)``.
-        truth: Per-spectrum truth columns (``class``, ``snr``, ``a_v``, ``sigma_v``,
+        truth: Per-spectrum truth columns (``class``, ``snr`` (median per-pixel S/N of
+            the noiseless model), ``brightness`` (continuum counts per pixel at
+            ``amplitude``), ``a_v``, ``sigma_v``,
             ``line_flux`` ``(N, n_lines)`` in the order of :data:`NARROW_LINES`, …,
             ``anomaly_params`` as JSON text).
         windows: Per spectrum, the observed wavelength windows ``(k, 2)`` in Angstrom
             where the anomaly lives (empty for normal galaxies).
+        resolution: DESI only: each spectrum's banded resolution matrix, shape
+            ``(N, 11, L)``, float32, in the layout of
+            :func:`~speculum.physics.apply_resolution_matrix` (``None`` otherwise).
     """
 
     object_id: list[str]
@@ -200,6 +303,7 @@ class SimulatedSpectra:
     noiseless: np.ndarray
     truth: dict[str, np.ndarray]
     windows: list[np.ndarray] = field(default_factory=list)
+    resolution: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.object_id)
@@ -220,6 +324,7 @@ class SimulatedSpectra:
             noiseless=np.concatenate([p.noiseless for p in parts]),
             truth={k: np.concatenate([p.truth[k] for p in parts]) for k in parts[0].truth},
             windows=[w for p in parts for w in p.windows],
+            resolution=None if parts[0].resolution is None else np.concatenate([p.resolution for p in parts]),
         )
 
     def columns(self, instrument: str) -> dict[str, object]:
@@ -234,6 +339,8 @@ class SimulatedSpectra:
             "ivar": self.ivar,
             "mask": self.mask,
         }
+        if self.resolution is not None:  # as ingest writes real DESI coadds: D * L float32 per row
+            cols["resolution"] = self.resolution.reshape(len(self), -1).astype(np.float32, copy=False)
         cols.update({f"truth_{k}": v for k, v in self.truth.items()})
         cols["truth_windows"] = [w.reshape(-1) for w in self.windows]
         return cols
@@ -249,6 +356,7 @@ class SimulatedSpectra:
             noiseless=self.noiseless[idx],
             truth={k: v[idx] for k, v in self.truth.items()},
             windows=[self.windows[i] for i in np.arange(len(self))[idx]],
+            resolution=None if self.resolution is None else self.resolution[idx],
         )
 
 
@@ -257,6 +365,12 @@ class GalaxySimulator:
 
     Construction pre-broadens the SSP basis for the instrument (a fraction of a second);
     :meth:`simulate` is then deterministic in ``(seed, object index)``.
+
+    Attributes:
+        sky: Sky spectrum shape on the observed grid, median 1, shape ``(L,)``; the sky
+            variance of a spectrum is ``config.sky_counts * sky`` in counts.
+        uses_resolution_matrix: Whether spectra go through per-spectrum resolution
+            matrices (DESI) rather than one Gaussian of the instrument's resolution.
     """
 
     def __init__(self, config: SimConfig | None = None, templates: Templates | None = None) -> None:
@@ -271,7 +385,9 @@ class GalaxySimulator:
         n_age, n_z = len(t.ages), len(t.metallicities)
         # SSP order in the file: metallicity-major, age-minor
         ssp = torch.from_numpy(np.array(t.ssp, dtype=np.float64)).reshape(n_z, n_age, -1)
-        self.sigma_inst = C_KMS / self.instrument.resolution / 2.3548
+        self.uses_resolution_matrix = self.instrument.name == "DESI"
+        # with resolution matrices the restframe model carries only the physical widths
+        self.sigma_inst = 0.0 if self.uses_resolution_matrix else C_KMS / self.instrument.resolution / 2.3548
         px_kms = C_KMS * math.log(10) * t.log_step
         basis = []
         for s_tot in _SIGMA_LADDER:
@@ -291,8 +407,8 @@ class GalaxySimulator:
         self.k_broad = self._k_at(self.broad_wave)
         self.sky = self._sky_spectrum()
         self.telluric = self._telluric_profile()
-        self.sky_line_wave = torch.from_numpy(sky_lines(20.0)[0])
         self.dlam = torch.from_numpy(np.gradient(self.instrument.wave_obs))
+        self._artefact_starts = self._unmasked_starts()
 
     # ------------------------------------------------------------------ public API
     def simulate(self, n: int, seed: int = 0, start: int = 0) -> SimulatedSpectra:
@@ -322,6 +438,62 @@ class GalaxySimulator:
             yield part if hi - lo == BLOCK_SIZE else part.select(slice(lo - b * BLOCK_SIZE, hi - b * BLOCK_SIZE))
 
     # ------------------------------------------------------------------ pieces
+    def _unmasked_starts(self) -> dict[str, torch.Tensor]:
+        """First pixels of artefacts whose pixels the sky mask leaves usable.
+
+        ``"spike"``: 3-pixel runs centred on faint sky lines below the instrument's masking
+        threshold (sky-subtraction residuals); ``"hot"``: any clean 3-pixel run; ``w`` (an
+        int as text, 5-20): clean runs of ``w`` pixels for bad columns.
+        """
+        inst = self.instrument
+        masked = np.concatenate([[0], np.cumsum(inst.sky_mask)])
+        length = inst.n_pixels
+        out: dict[str, torch.Tensor] = {}
+        for w in (3, *range(5, 21)):
+            starts = np.nonzero(masked[w:] - masked[:-w] == 0)[0]
+            out["hot" if w == 3 else str(w)] = torch.from_numpy(starts[starts + w <= length])
+        lines, inten = sky_lines(0.0)
+        faint = lines[(inten < inst.sky_min_intensity) & (lines > inst.wave_obs[2]) & (lines < inst.wave_obs[-3])]
+        p0 = np.array([inst.pixel_of(lam) - 1 for lam in faint], dtype=np.int64)
+        p0 = p0[np.isin(p0, out["hot"].numpy())]
+        out["spike"] = torch.from_numpy(p0) if len(p0) else out["hot"]
+        return out
+
+    def _resolution_sigma(self, gen: torch.Generator, n: int) -> torch.Tensor:
+        """Per-spectrum Gaussian width of the DESI resolution, pixels, shape ``(n, L)``, float32.
+
+        Each camera's width is evaluated where that camera contributes; in the overlaps the
+        widths are blended linearly (weights sum to one everywhere).
+        """
+        wave = self.wave_obs
+        sig = torch.zeros(n, len(wave))
+        (b_lo, b_hi), (z_lo, z_hi) = _DESI_OVERLAPS
+        up_r, up_z = ((wave - b_lo) / (b_hi - b_lo)).clamp(0, 1), ((wave - z_lo) / (z_hi - z_lo)).clamp(0, 1)
+        ramps = {"B": 1 - up_r, "R": torch.minimum(up_r, 1 - up_z), "Z": up_z}
+        for cam, (mid, rng, mean, sd, (lo, hi)) in DESI_RESOLUTION_SIGMA.items():
+            draw = torch.randn(n, 3, generator=gen, dtype=torch.float64)
+            c = (torch.tensor(mean, dtype=torch.float64) + torch.tensor(sd, dtype=torch.float64) * draw).float()
+            cols = torch.nonzero(ramps[cam] > 0).squeeze(1)
+            x = ((wave[cols] - mid) / rng).float()
+            s_cam = (c[:, :1] + c[:, 1:2] * x + c[:, 2:] * x**2).clamp(lo - sd[0], hi + sd[0])
+            sig[:, cols] += ramps[cam][cols].float() * s_cam
+        return sig
+
+    def _resolution_matrices(self, sigma: torch.Tensor) -> torch.Tensor:
+        """Gaussian banded matrices ``(n, 11, L)`` (DESI layout) of per-pixel widths ``sigma (n, L)``.
+
+        Each pixel's 11 entries sum to one (DESI's normalisation: the matrix keeps flux).
+        """
+        # exp(-k^2 / (2 sigma^2)) = q ** (k^2) for offsets k = 0 … 5: one exp, then products
+        q = torch.exp(-0.5 / sigma.float() ** 2)
+        q4 = (q * q) ** 2
+        q9 = q4 * q4 * q
+        q16 = q4 * q4 * q4 * q4
+        q25 = q16 * q9
+        side = [q25, q16, q9, q4, q]  # offsets 5 … 1 (j - i), the DESI order; the same mirrored
+        kern = torch.stack([*side, torch.ones_like(q), *side[::-1]], dim=1)
+        return kern / (1 + 2 * (q + q4 + q9 + q16 + q25))[:, None, :]
+
     def _k_at(self, wave: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(np.interp(wave.numpy(), self.templates.wave, self.templates.calzetti_k)).float()
 
@@ -514,7 +686,8 @@ class GalaxySimulator:
         windows: list[list[list[float]]] = [[] for _ in range(n)]
 
         a_v_red = torch.where(has["reddened"], 2.5 + 2.5 * r(n), torch.full((n,), float("nan"), dtype=torch.float64))
-        gal = self._galaxies(gen, n, a_v_override=a_v_red)
+        show = cfg.render_anomalies
+        gal = self._galaxies(gen, n, a_v_override=a_v_red if show else None)
         cont = gal["cont"]
         line_wave = self.narrow_wave.expand(n, -1).clone()
         line_flux = gal["line_flux"].clone()
@@ -531,7 +704,8 @@ class GalaxySimulator:
                 shift = dv / 2 / C_KMS
                 extra_wave[i] = self.narrow_wave * (1 + shift)
                 line_wave[i] = self.narrow_wave * (1 - shift)
-                boost = 3.0 * max(float(fl[11]), 0.5 * float(cont[i, self.idx_halpha])) / max(float(fl[11]), 1e-6)
+                # at least 3x the lines of a galaxy with EW(Halpha) = 10 A: visible at typical S/N
+                boost = 3.0 * max(float(fl[11]), 10.0 * float(cont[i, self.idx_halpha])) / max(float(fl[11]), 1e-6)
                 line_flux[i] = fl * boost / 2
                 extra_flux[i] = line_flux[i]
                 params[i] = {"kind": "double_peaked", "delta_v_kms": round(dv, 1)}
@@ -548,6 +722,9 @@ class GalaxySimulator:
                 half = 5 * float(line_sigma[i, 0]) / C_KMS
             lam = self.narrow_wave[affected] * (1 + float(z[i]))
             windows[i] = self._window(lam * (1 - half) - 3, lam * (1 + half) + 3)
+        if not show:
+            line_wave = self.narrow_wave.expand(n, -1).clone()
+            line_flux, extra_flux = gal["line_flux"].clone(), torch.zeros_like(line_flux)
 
         agn = torch.nonzero(has["agn"]).squeeze(1)
         broad_flux = torch.zeros(n, len(BROAD_LINES), dtype=torch.float64)
@@ -555,11 +732,14 @@ class GalaxySimulator:
         for i in agn.tolist():
             frac = 0.2 + 0.8 * float(r(1))
             plaw = frac * (self.wave_t.float() / 5500.0) ** -1.5
-            cont[i] += plaw
             fwhm = 2000.0 + 6000.0 * float(r(1))
             ew = 150.0 + 350.0 * float(r(1))
-            broad_flux[i] = ew * float(cont[i, self.idx_halpha]) * _BROAD_RATIO.double()
+            broad_flux[i] = ew * float(cont[i, self.idx_halpha] + plaw[self.idx_halpha]) * _BROAD_RATIO.double()
             broad_sigma[i] = fwhm / 2.3548
+            if show:
+                cont[i] += plaw
+            else:
+                broad_flux[i] = 0.0
             params[i] = {
                 "fwhm_kms": round(fwhm, 1),
                 "ew_halpha_broad": round(ew, 1),
@@ -569,11 +749,14 @@ class GalaxySimulator:
             windows[i] = self._window(lam * (1 - 1.5 * fwhm / C_KMS), lam * (1 + 1.5 * fwhm / C_KMS))
 
         for i in torch.nonzero(has["reddened"]).squeeze(1).tolist():
-            params[i] = {"a_v": round(float(gal["a_v"][i]), 3)}
+            params[i] = {"a_v": round(float(a_v_red[i]), 3)}
             windows[i] = self._window(torch.tensor([0.0]), torch.tensor([4500.0 * (1 + float(z[i]))]))
 
         # --- observe the galaxy
         model, _ = self._observe(cont, z)
+        if not cfg.emission_lines:
+            line_flux_drawn, line_flux = line_flux, torch.zeros_like(line_flux)
+            extra_flux_drawn, extra_flux = extra_flux, torch.zeros_like(extra_flux)
         self._render_lines(model, line_wave, line_flux, line_sigma, z)
         dbl = torch.nonzero(extra_flux.abs().sum(1) > 0).squeeze(1)
         for rows, centre, fl, sig in ((dbl, extra_wave, extra_flux, extra_sigma), (agn, None, broad_flux, broad_sigma)):
@@ -592,7 +775,8 @@ class GalaxySimulator:
             star_obs, _ = self._observe(self.stars[star_id], z_star)
             frac = 0.2 + 0.4 * r(len(blend))
             scale = (frac / (1 - frac)) * obs_norm[blend]
-            model[blend] += (star_obs * scale[:, None]).float()
+            if show:
+                model[blend] += (star_obs * scale[:, None]).float()
             feats = torch.tensor(STAR_FEATURES, dtype=torch.float64)
             star_windows = self._window(feats[:, 0], feats[:, 1])  # same observed-frame features for all
             for j, i in enumerate(blend.tolist()):
@@ -612,13 +796,14 @@ class GalaxySimulator:
             self._render_lines(
                 m2,
                 self.narrow_wave.expand(len(pair), -1),
-                g2["line_flux"],
+                g2["line_flux"] * cfg.emission_lines,
                 g2["sigma_gas"][:, None].expand(-1, len(NARROW_LINES)),
                 z2,
             )
             frac = 0.3 + 0.3 * r(len(pair))
             scale = (frac / (1 - frac)) * obs_norm[pair] / self._obs_level(m2).clamp_min(1e-6)
-            model[pair] += m2 * scale[:, None].float()
+            if show:
+                model[pair] += m2 * scale[:, None].float()
             strong = torch.tensor([0, 1, 5, 7, 11, 12])
             for j, i in enumerate(pair.tolist()):
                 zz = float(z2[j])
@@ -632,20 +817,22 @@ class GalaxySimulator:
         depth = (0.06 * r(n)).float()
         model *= 1 - depth[:, None] * self.telluric
 
-        # --- noise: variance ~ object + sky, scaled to the drawn S/N
+        # --- the instrument's line spread: DESI through each spectrum's resolution matrix
+        resolution = None
+        if self.uses_resolution_matrix:
+            resolution = self._resolution_matrices(self._resolution_sigma(gen, n))
+            model = apply_resolution_matrix(model, resolution)
+
+        # --- noise: variance = object + sky in counts; the sky level is the same for every object
         length = model.shape[1]
         level = obs_norm.float()
-        snr = (
-            cfg.snr_median * 10 ** (cfg.snr_scatter_dex * torch.randn(n, generator=gen, dtype=torch.float64))
-        ).float()
-        snr = snr.clamp(1.0, 200.0)
-        b = cfg.sky_to_object[0] + (cfg.sky_to_object[1] - cfg.sky_to_object[0]) * r(n).float()
-        shape = model.clamp_min(0) + (b * level)[:, None] * self.sky
-        # noise scale so that the median continuum S/N equals the drawn value
-        ratio = model / shape.sqrt()
-        g2_ = (ratio.median(dim=1).values / snr).clamp_min(1e-12) ** 2
-        var = g2_[:, None] * shape
+        brightness = cfg.brightness_median * 10 ** (
+            cfg.snr_scatter_dex * torch.randn(n, generator=gen, dtype=torch.float64).clamp(-3.0, 3.0)
+        )
+        a = (obs_norm / brightness).float()  # normalised flux per count
+        var = a[:, None] * model.clamp_min(0) + (cfg.sky_counts * a**2)[:, None] * self.sky
         sigma = var.sqrt()
+        snr = (model / sigma).median(dim=1).values
         flux = model + sigma * torch.randn(n, length, generator=gen)
         ivar = 1.0 / var
         mask = torch.zeros(n, length, dtype=torch.int32)
@@ -670,38 +857,49 @@ class GalaxySimulator:
             mask[i, p0 : p0 + w] |= int(PixelMask.BAD_COLUMN)
             ivar[i, p0 : p0 + w] = 0
 
-        # unflagged artefacts (anomaly class "artefact")
+        # unflagged artefacts (anomaly class "artefact"), on pixels the sky mask leaves usable
+        def pick(starts: torch.Tensor) -> int:
+            return int(starts[int(torch.randint(0, len(starts), (1,), generator=gen))])
+
         for i in torch.nonzero(has["artefact"]).squeeze(1).tolist():
             kind = ("spike", "column", "step")[int(torch.randint(0, 3, (1,), generator=gen))]
-            if kind == "spike":
-                lines = self.sky_line_wave[
-                    (self.sky_line_wave > self.wave_obs[5]) & (self.sky_line_wave < self.wave_obs[-5])
-                ]
-                lam = float(lines[int(torch.randint(0, len(lines), (1,), generator=gen))])
-                p0 = int(self.instrument.pixel_coordinate(torch.tensor(lam, dtype=torch.float64)).round()) - 1
-                w, amp = 3, float(15 + 35 * r(1)) * (1 if r(1) < 0.7 else -1)
-                flux[i, p0 : p0 + w] += amp * sigma[i, p0 : p0 + w]
+            if kind == "spike":  # sky-subtraction residual at a faint unmasked sky line, or a hot pixel
+                at_sky = float(r(1)) < 0.5
+                p0 = pick(self._artefact_starts["spike" if at_sky else "hot"])
+                w = 3
+                sign = 1.0 if float(r(1)) < 0.7 else -1.0
+                amp = sign * cfg.artefact_min_sigma * 10 ** float(r(1))
+                delta = amp * sigma[i, p0 : p0 + w]
             elif kind == "column":
                 w = int(torch.randint(5, 21, (1,), generator=gen))
-                p0 = int(torch.randint(0, length - w, (1,), generator=gen))
-                amp = float(10 + 20 * r(1))
-                flux[i, p0 : p0 + w] += amp * sigma[i, p0 : p0 + w]
-            else:
+                p0 = pick(self._artefact_starts[str(w)])
+                amp = cfg.artefact_min_sigma * (2.0 + 4.0 * float(r(1)))
+                delta = amp * sigma[i, p0 : p0 + w]
+            else:  # a flux step: the flux drops by a fraction, at least step_min_sigma deep (median)
                 w = int(torch.randint(80, 200, (1,), generator=gen))
                 p0 = int(torch.randint(0, length - w, (1,), generator=gen))
-                amp = float(0.6 + 0.25 * r(1))
-                flux[i, p0 : p0 + w] = model[i, p0 : p0 + w] * amp + (flux[i, p0 : p0 + w] - model[i, p0 : p0 + w])
+                seg, sig_seg = model[i, p0 : p0 + w], sigma[i, p0 : p0 + w]
+                frac = 0.15 + 0.25 * float(r(1))
+                need = cfg.step_min_sigma * float((sig_seg / seg.clamp_min(1e-12)).median())
+                frac = min(max(frac, need), 1.0)
+                amp = 1.0 - frac  # the flux is multiplied by amp over the step
+                delta = -frac * seg
+            if show:
+                flux[i, p0 : p0 + w] += delta
             lo_w = float(self.wave_obs[max(p0 - 1, 0)])
             hi_w = float(self.wave_obs[min(p0 + w, length - 1)])
             params[i] = {"kind": kind, "amplitude": round(amp, 3), "pixel": p0, "width_px": w}
             windows[i] = [[round(lo_w, 2), round(hi_w, 2)]]
 
         # observed-frame integrated line fluxes (sum of both peaks for double-peaked lines)
+        if not cfg.emission_lines:  # the truth keeps the drawn lines
+            line_flux, extra_flux = line_flux_drawn, extra_flux_drawn
         obs_line_flux = ((line_flux + extra_flux) * (1 + z[:, None])).float()
         ids = [f"sim-{seed}-{block * BLOCK_SIZE + i:09d}" for i in range(n)]
         truth = {
             "class": cls,
             "snr": snr.numpy(),
+            "brightness": brightness.float().numpy(),
             "amplitude": obs_norm.numpy().astype(np.float32),
             "a_v": gal["a_v"].float().numpy(),
             "sigma_v": gal["sigma_v"].float().numpy(),
@@ -724,6 +922,7 @@ class GalaxySimulator:
             noiseless=model.numpy(),
             truth=truth,
             windows=[np.array(w, dtype=np.float64).reshape(-1, 2) for w in windows],
+            resolution=None if resolution is None else resolution.numpy(),
         )
 
     def _observe(self, rest: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

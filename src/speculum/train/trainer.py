@@ -1,20 +1,25 @@
-"""The one trainer: Adam + one-cycle, hash splits done upstream, checkpoints, exact resume, DDP.
+"""The one trainer: Adam (or a given optimizer) + one-cycle, hash splits done upstream, checkpoints, exact resume, DDP.
 
 Every method trains through :class:`Trainer` with a per-row loss callback. What it
 guarantees:
 
 * **Determinism**: the order of rows in epoch ``e`` is ``randperm(N)`` seeded by
   ``(seed, e)``, so a run is reproducible and independent of where it was interrupted.
+  A final batch with fewer rows than DDP ranks is merged into the previous batch, so
+  that every rank gets at least one row of every global batch.
 * **Checkpoints** every ``checkpoint_every`` optimizer steps and at the end of every
   epoch, written atomically (temporary file + ``os.replace``): weights, optimizer and
   scheduler state, torch RNG states (CPU and CUDA), epoch / batch / step counters, running sums, history,
-  early-stopping state, the training config, the caller's metadata (e.g. the model
-  config) and the package version. :meth:`Trainer.fit` with ``resume=True`` continues
-  from the last checkpoint and reaches the same weights as an uninterrupted run.
+  early-stopping state, the training config, the run identity (the caller's data
+  settings plus the DDP world size), the caller's metadata (e.g. the model config) and
+  the package version. :meth:`Trainer.fit` with ``resume=True`` continues from the last
+  checkpoint and reaches the same weights as an uninterrupted run; it refuses a
+  checkpoint whose training config or run identity differs from this run's.
 * **DistributedDataParallel** when ``torch.distributed`` is initialised (``torchrun``):
-  every global batch is split across ranks (rank ``r`` takes rows ``r::world``) and each
-  rank's summed loss is scaled by ``world / global_batch``, so the averaged gradient
-  equals the single-process gradient of the same global batch.
+  every global batch is split across ranks (in memory, rank ``r`` takes rows
+  ``r::world``; streamed, each rank reads its own shards) and each rank's summed loss is
+  scaled by ``world / global_rows``, so the gradient DDP averages equals the
+  single-process gradient of the mean loss over the same global batch.
 * **Mixed precision**: ``precision="bf16"`` runs forward passes under
   ``torch.autocast(bfloat16)``; ``"auto"`` picks it on CUDA devices that support it.
 """
@@ -25,13 +30,14 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
 
 from speculum import __version__
+from speculum.io.stream import rank_world as _rank_world
 
 __all__ = [
     "CHECKPOINT_SCHEMA",
@@ -68,7 +74,7 @@ class TrainConfig:
 
     epochs: int = 20
     batch_size: int = 64
-    lr: float = 2e-3
+    lr: float = 3e-3
     weight_decay: float = 0.0
     checkpoint_every: int = 200
     patience: int = 5
@@ -114,7 +120,10 @@ class BatchSource:
 
     ``batches(epoch, start)`` yields ``(local_batch, global_rows)`` for batches
     ``start, start + 1, …`` of ``epoch``, deterministically (exact resume skips the first
-    ``start``); ``n_batches(epoch)`` says how many there are.
+    ``start``); ``n_batches(epoch)`` says how many there are. ``local_batch`` holds this
+    rank's rows (a source may give a rank no rows in a step), ``global_rows`` the rows of
+    that step summed over all ranks (the same on every rank, at least 1): the trainer
+    scales each rank's summed loss by ``world / global_rows``.
     """
 
     def n_batches(self, epoch: int) -> int:
@@ -127,28 +136,57 @@ class BatchSource:
 class InMemoryBatches(BatchSource):
     """Rows held in memory; epoch ``e`` visits ``randperm(N)`` seeded by ``(seed, e)``.
 
-    Under DDP every global batch is split across ranks (rank ``r`` takes rows ``r::world``).
+    Global batches are consecutive chunks of ``batch_size`` rows of the permutation; a
+    final chunk with fewer than ``min_last`` rows is merged into the previous batch
+    (deterministically, on every rank), so under DDP every rank gets a non-empty share of
+    every global batch. Rank ``r`` takes rows ``r::world`` of each global batch.
+
+    Args:
+        data: Columns with the same first dimension ``N``, e.g. ``y`` (N, L).
+        batch_size: Global batch size.
+        seed: Seed of the row order.
+        min_last: Smallest final batch kept on its own (default: the number of DDP ranks).
+        rank: This process's rank (default: from ``torch.distributed``).
+        world: Number of ranks (default: from ``torch.distributed``).
+
+    Raises:
+        ValueError: ``batch_size`` or ``N`` smaller than the number of ranks.
     """
 
-    def __init__(self, data: dict[str, torch.Tensor], batch_size: int, seed: int) -> None:
+    def __init__(
+        self,
+        data: dict[str, torch.Tensor],
+        batch_size: int,
+        seed: int,
+        min_last: int | None = None,
+        rank: int | None = None,
+        world: int | None = None,
+    ) -> None:
         self.data, self.batch_size, self.seed = data, batch_size, seed
         self.n = len(next(iter(data.values())))
-        self.rank, self.world = _rank_world()
+        self.rank, self.world = _rank_world() if rank is None or world is None else (rank, world)
+        self.min_last = self.world if min_last is None else min_last
+        if batch_size < self.world:
+            raise ValueError(f"batch_size: {batch_size} is smaller than the {self.world} DDP ranks")
+        if 0 < self.n < self.world:
+            raise ValueError(f"train: {self.n} rows cannot be shared by {self.world} DDP ranks")
 
     def n_batches(self, epoch: int) -> int:
-        return math.ceil(self.n / self.batch_size)
+        n = math.ceil(self.n / self.batch_size)
+        return n - 1 if n > 1 and 0 < self.n % self.batch_size < self.min_last else n
+
+    def global_batches(self, epoch: int) -> list[torch.Tensor]:
+        """Row indices of every global batch of ``epoch`` (all ranks together)."""
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        chunks = list(torch.randperm(self.n, generator=gen).split(self.batch_size))
+        if len(chunks) > self.n_batches(epoch):
+            chunks[-2:] = [torch.cat(chunks[-2:])]
+        return chunks
 
     def batches(self, epoch: int, start: int = 0) -> Iterator[tuple[dict[str, torch.Tensor], int]]:
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        for idx in torch.randperm(self.n, generator=gen).split(self.batch_size)[start:]:
+        for idx in self.global_batches(epoch)[start:]:
             local = idx[self.rank :: self.world]
             yield {k: v[local] for k, v in self.data.items()}, len(idx)
-
-
-def _rank_world() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -171,7 +209,7 @@ def load_checkpoint(path: str | Path) -> dict:
 
 
 class Trainer:
-    """Train ``model`` on in-memory rows with a per-row loss.
+    """Train ``model`` with a per-row loss on in-memory rows or a :class:`BatchSource`.
 
     Args:
         model: The network (unwrapped; DDP wrapping is done here when needed).
@@ -183,6 +221,13 @@ class Trainer:
         metadata: Saved in every checkpoint (e.g. the model config), returned on load.
         on_best: Called with the unwrapped model whenever validation improves.
         progress: Show a progress bar per epoch (CLI use).
+        identity: What else fixes the batches of this run (e.g. the data manifest hash,
+            a row limit, the shuffle buffer), as JSON-like scalars; the trainer adds
+            ``world_size``. Saved in the checkpoint; resuming with a different identity
+            raises a ``ValueError`` that names the setting and both values.
+        optimizer: ``optimizer(parameters) -> torch.optim.Optimizer`` (default: Adam with
+            ``config.lr`` and ``config.weight_decay``); the one-cycle schedule drives its
+            learning rate.
     """
 
     def __init__(
@@ -195,6 +240,8 @@ class Trainer:
         metadata: dict | None = None,
         on_best: Callable[[torch.nn.Module], None] | None = None,
         progress: bool = False,
+        identity: dict[str, str | int | float | bool | None] | None = None,
+        optimizer: Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer] | None = None,
     ) -> None:
         self.model = model
         self.loss_fn = loss_fn
@@ -205,6 +252,15 @@ class Trainer:
         self.on_best = on_best
         self.progress = progress
         self.rank, self.world = _rank_world()
+        identity = dict(identity or {})
+        for key, value in identity.items():
+            if not isinstance(key, str) or not (value is None or isinstance(value, str | int | float | bool)):
+                got = type(value).__name__
+                raise TypeError(f"identity[{key!r}]: expected a str, int, float, bool or None, got {got}")
+        if "world_size" in identity:
+            raise ValueError("identity: 'world_size' is added by the trainer; do not pass it")
+        self.identity = {**identity, "world_size": self.world}
+        self.make_optimizer = optimizer
         self.device = next(model.parameters()).device
         if config.precision == "bf16":
             self.autocast = True
@@ -222,6 +278,7 @@ class Trainer:
             "schema": CHECKPOINT_SCHEMA,
             "speculum_version": __version__,
             "train_config": asdict(self.config),
+            "identity": self.identity,
             "metadata": self.metadata,
             "model": self.model.state_dict(),
             "optimizer": opt.state_dict(),
@@ -244,6 +301,19 @@ class Trainer:
         if saved != self.config:
             diff = {k: (v, getattr(self.config, k)) for k, v in asdict(saved).items() if getattr(self.config, k) != v}
             raise ValueError(f"{self.checkpoint_path}: training config differs from the checkpoint's: {diff}")
+        saved_id = ckpt.get("identity")
+        if saved_id is None:
+            raise ValueError(
+                f"{self.checkpoint_path}: the checkpoint records no run identity (written by an older speculum), "
+                "so an exact resume cannot be checked; start a new run"
+            )
+        for key in sorted(set(saved_id) | set(self.identity)):
+            old, new = saved_id.get(key, "<not recorded>"), self.identity.get(key, "<not given>")
+            if old != new:
+                raise ValueError(
+                    f"{self.checkpoint_path}: cannot resume exactly: {key} was {old!r} in the checkpoint "
+                    f"but is {new!r} in this run"
+                )
         self.model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
@@ -292,9 +362,9 @@ class Trainer:
         """Train; returns the per-epoch history (also kept in the checkpoint).
 
         Args:
-            train: Training rows (every tensor with the same first dimension), or a
-                :class:`BatchSource` such as :class:`~speculum.train.StreamBatches` for
-                data that do not fit in memory.
+            train: Training rows (every tensor with the same first dimension ``N``,
+                batched by :class:`InMemoryBatches`), or a :class:`BatchSource` such as
+                :class:`~speculum.train.StreamBatches` for data that do not fit in memory.
             val: Validation rows (early stopping and history), optional.
             resume: Continue from ``run_dir/checkpoint.pt`` if it exists.
         """
@@ -303,7 +373,10 @@ class Trainer:
         total_steps = sum(source.n_batches(e) for e in range(cfg.epochs))
         if total_steps == 0:
             raise ValueError("train: no training batches")
-        opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        if self.make_optimizer is None:
+            opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        else:
+            opt = self.make_optimizer(self.model.parameters())
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total_steps)
         state = TrainState(history=[])
         if resume and self.checkpoint_path.exists():
@@ -325,6 +398,8 @@ class Trainer:
 
                 bar = tqdm(total=n_batches, initial=state.batch, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch")
             for b, (local_batch, global_rows) in enumerate(source.batches(epoch, state.batch), start=state.batch):
+                if global_rows < 1:
+                    raise ValueError(f"train: batch {b} of epoch {epoch} has no rows on any rank")
                 batch = self._to(local_batch)
                 with self._context():
                     per = self.loss_fn(net, batch)
@@ -371,6 +446,7 @@ class Trainer:
     def _reduce_mean(self, total: float, rows: int) -> float:
         if self.world == 1:
             return total / max(rows, 1)
-        t = torch.tensor([total, float(rows)], dtype=torch.float64)
+        # on the training device: NCCL reduces only CUDA tensors
+        t = torch.tensor([total, float(rows)], dtype=torch.float64, device=self.device)
         torch.distributed.all_reduce(t)
         return float(t[0] / t[1].clamp_min(1))
