@@ -226,10 +226,11 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _columns(dataset: SpectraSet, extra: tuple[str, ...] = ()) -> list[str]:
+def _columns(dataset: SpectraSet, extra: tuple[str, ...] = (), use_resolution: bool = True) -> list[str]:
     """Columns the autoencoder reads: spectra, redshift, and DESI resolution matrices when present."""
     names = set(dataset.columns)
-    return ["object_id", "z", "flux", "ivar", "mask", *(c for c in ("resolution", *extra) if c in names)]
+    optional = ("resolution", *extra) if use_resolution else extra
+    return ["object_id", "z", "flux", "ivar", "mask", *(c for c in optional if c in names)]
 
 
 def train_autoencoder(
@@ -244,6 +245,7 @@ def train_autoencoder(
     stream: bool = False,
     shuffle_buffer: int = 4096,
     val_limit: int | None = None,
+    use_resolution: bool = True,
 ) -> dict:
     """Train a SPENDER autoencoder on a shard folder (train/val splits by object-id hash).
 
@@ -268,6 +270,8 @@ def train_autoencoder(
             of holding it in memory. Unusable rows are zero-weighted rather than dropped.
         shuffle_buffer: Rows in the stream's shuffle buffer.
         val_limit: Validate on at most this many rows (default: all; 20,000 when streaming).
+        use_resolution: Apply the data's per-spectrum resolution matrices (DESI) in the
+            forward model; ``False`` ignores them (the decoder then learns the broadening).
 
     Returns:
         Summary: history, best validation loss and reduced chi2, paths, counts.
@@ -288,7 +292,7 @@ def train_autoencoder(
     model_config = model_config or PRESETS["small"](inst)
     if model_config.instrument != inst:
         raise ValueError(f"model_config.instrument: {model_config.instrument} but the data are {inst}")
-    cols = _columns(dataset)
+    cols = _columns(dataset, use_resolution=use_resolution)
     if stream:
         val_limit = 20_000 if val_limit is None else val_limit
         source = StreamBatches(
@@ -322,6 +326,7 @@ def train_autoencoder(
         "stream": stream,
         "shuffle_buffer": shuffle_buffer if stream else None,
         "val_limit": val_limit,
+        "use_resolution": use_resolution,
     }
     trainer = Trainer(
         model,
@@ -345,7 +350,7 @@ def train_autoencoder(
         "n_train": n_train,
         "n_val": len(val.z),
         "streamed": stream,
-        "uses_resolution": "resolution" in cols,
+        "uses_resolution": use_resolution,
         "skipped_train": skipped,
         "skipped_val": val.skipped,
         "epochs_run": len(history),
@@ -360,6 +365,12 @@ def train_autoencoder(
     if trainer.rank == 0:
         atomic_write_text(run_dir / "history.json", json.dumps(summary, indent=1, default=float))
     return summary
+
+
+def _trained_with_resolution(history: Path) -> bool:
+    if history.exists():
+        return bool(json.loads(history.read_text()).get("uses_resolution", True))
+    return True
 
 
 RESULT_UNITS = {"z": "", "latents": "", "reduced_chi2": "", "n_valid": "pix"}
@@ -377,6 +388,7 @@ def reconstruct(
     progress: bool = False,
     spectra_out: str | Path | None = None,
     read_batch: int = 4096,
+    use_resolution: bool | None = None,
 ) -> dict[str, np.ndarray]:
     """Encode and reconstruct spectra, streamed shard by shard; write one row per object.
 
@@ -399,6 +411,8 @@ def reconstruct(
             mask, restframe model) as FITS readable by specutils; holds them in memory, so
             meant for selections of modest size.
         read_batch: Rows read from the shards at a time.
+        use_resolution: Apply the data's resolution matrices; default: as the model was
+            trained (``uses_resolution`` in the ``history.json`` beside it, else True).
 
     Returns:
         The written columns.
@@ -410,7 +424,9 @@ def reconstruct(
     inst = dataset.instrument.name
     if model.config.instrument != inst:
         raise ValueError(f"{model_path}: model is for {model.config.instrument}, data {data} are {inst}")
-    cols = _columns(dataset, ("split", "truth_class"))
+    if use_resolution is None:
+        use_resolution = _trained_with_resolution(Path(model_path).parent / "history.json")
+    cols = _columns(dataset, ("split", "truth_class"), use_resolution=use_resolution)
     dev = next(model.parameters()).device
     parts: dict[str, list] = {k: [] for k in ("object_id", "z", "split", "latents", "reduced_chi2", "n_valid")}
     has_truth = "truth_class" in cols
@@ -543,7 +559,7 @@ def make_report(
     # one streamed pass picks those rows out of the shards
     found_rows: dict[str, dict[str, np.ndarray]] = {}
     want = set(wanted)
-    for chunk in dataset.iter_batches(_columns(dataset), batch_size=4096):
+    for chunk in dataset.iter_batches(_columns(dataset, use_resolution=_trained_with_resolution(hist_path)), 4096):
         ids = np.asarray(chunk["object_id"]).astype(str)
         for i in np.nonzero(np.isin(ids, list(want - set(found_rows))))[0]:
             found_rows[ids[i]] = {k: np.asarray(v)[i : i + 1] for k, v in chunk.items()}
