@@ -17,8 +17,9 @@ Cases (batch of SDSS spectra, 3921 px -> 7000 restframe bins, the paper architec
 * ``bf16``: speculum under ``torch.autocast(bfloat16)`` against the float32 reference
   (speed only; whether bf16 training keeps the fit quality is ``--bf16-quality``).
 
-Peak memory (max RSS) of each implementation is measured once per mode in a fresh child
-process, so each figure is its own.
+Peak memory of each implementation is measured once per mode in a fresh child process that
+builds only that implementation and loads a saved batch (resident memory sampled with
+psutil; ``ru_maxrss`` would inherit the parent's high-water mark).
 
 Usage:
     python benchmarks/autoencoder.py                 # full run: batches 64 and 256, 7 repetitions
@@ -33,9 +34,9 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import resource
 import statistics
 import sys
+import tempfile
 import time
 
 
@@ -79,7 +80,7 @@ def _steps(ref, inst, ours, y, w, z, mode: str, compiled: bool = False, bf16: bo
 
     from speculum.train import fiducial_loss
 
-    ref_fwd = ref._forward
+    ref_fwd = ref._forward if ref is not None else None
     if compiled:
         ref_fwd = torch.compile(ref._forward)
 
@@ -102,7 +103,7 @@ def _steps(ref, inst, ours, y, w, z, mode: str, compiled: bool = False, bf16: bo
 
             return step
 
-        return wrap(f_ref, ref), wrap(f_ours, ours)
+        return (wrap(f_ref, ref) if ref is not None else None), (wrap(f_ours, ours) if ours is not None else None)
 
     def wrap_train(f, model):
         opt = torch.optim.Adam(model.parameters(), lr=1e-6)
@@ -117,7 +118,10 @@ def _steps(ref, inst, ours, y, w, z, mode: str, compiled: bool = False, bf16: bo
 
         return step
 
-    return wrap_train(f_ref, ref), wrap_train(f_ours, ours)
+    return (
+        wrap_train(f_ref, ref) if ref is not None else None,
+        wrap_train(f_ours, ours) if ours is not None else None,
+    )
 
 
 def interleaved(step_a, step_b, reps: int, warmup: int = 1) -> dict:
@@ -138,31 +142,51 @@ def interleaved(step_a, step_b, reps: int, warmup: int = 1) -> dict:
     return {"t_a": statistics.median(ta), "t_b": statistics.median(tb), "ratios": ratios}
 
 
-def _rss_case(impl: str, mode: str, batch: int, queue) -> None:
+def _rss_case(impl: str, mode: str, data_path: str, threads: int) -> None:
+    """Child process: build only ``impl``, load the batch from disk, run two steps."""
     import torch
 
-    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
-    ref, inst, ours = _build()
-    y, w, z, _ = _data(batch, masked=True)
-    a, b = _steps(ref, inst, ours, y, w, z, mode)
-    step = a if impl == "reference" else b
+    torch.set_num_threads(threads)
+    y, w, z = torch.load(data_path, weights_only=True)
+    torch.manual_seed(0)
     if impl == "reference":
-        del ours
+        import spender
+
+        from speculum.models import AutoencoderConfig, SpectrumAutoencoder
+
+        cfg = AutoencoderConfig(n_latent=10)
+        inst = spender.Instrument(SpectrumAutoencoder(cfg).wave_obs.float())
+        ref = spender.SpectrumAutoencoder(inst, cfg.restframe.wave(torch.float32), n_latent=10)
+        a, _ = _steps(ref, inst, None, y, w, z, mode)
+        step = a
     else:
-        del ref
+        from speculum.models import AutoencoderConfig, SpectrumAutoencoder
+
+        ours = SpectrumAutoencoder(AutoencoderConfig(n_latent=10))
+        _, step = _steps(None, None, ours, y, w, z, mode)
     step()
     step()
-    queue.put(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
-def peak_rss_mb(impl: str, mode: str, batch: int) -> float:
+def peak_rss_mb(impl: str, mode: str, data_path: str, threads: int) -> float:
+    """Peak resident memory (MB) of a fresh child running ``impl``, sampled with psutil every 10 ms.
+
+    ``ru_maxrss`` of a spawned child inherits the parent's high-water mark, so it is not used.
+    """
+    import psutil
+
     ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_rss_case, args=(impl, mode, batch, queue))
+    proc = ctx.Process(target=_rss_case, args=(impl, mode, data_path, threads))
     proc.start()
-    out = queue.get()
+    ps, peak = psutil.Process(proc.pid), 0
+    while proc.is_alive():
+        try:
+            peak = max(peak, ps.memory_info().rss)
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.01)
     proc.join()
-    return out
+    return peak / 2**20
 
 
 def outputs_max_rel_diff(ref, inst, ours) -> dict:
@@ -242,6 +266,7 @@ def main(argv: list[str] | None = None) -> dict:
     results: dict = {"threads": args.threads, "quick": args.quick, "reps": reps}
     peak0 = matmul_peak_gflops()
     ref, inst, ours = _build()
+    diffs = outputs_max_rel_diff(ref, inst, ours)  # before any timed training step changes the weights
     rows = []
     for batch in batches:
         for masked in (False, True):
@@ -272,16 +297,19 @@ def main(argv: list[str] | None = None) -> dict:
         results["inference_speedup_vs_compiled"] = results["inference_b256_masked_compiled_speedup"]
     results["inference_speedup_bf16"] = results["inference_b256_masked_bf16_speedup"]
     results["train_speedup_bf16"] = results["training_b256_masked_bf16_speedup"]
-    diffs = outputs_max_rel_diff(ref, inst, ours)
     results.update({k: float(f"{v:.3g}") for k, v in diffs.items()})
     results["max_rel_diff"] = max(diffs["rel_diff_latents"], diffs["rel_diff_restframe"])
     peak1 = matmul_peak_gflops()
     results["matmul_peak_gflops_start"] = round(peak0, 1)
     results["matmul_peak_gflops_end"] = round(peak1, 1)
     del ref, ours
-    for mode in ("inference", "training"):
-        for impl in ("reference", "speculum"):
-            results[f"{mode}_b256_{impl}_peak_rss_mb"] = round(peak_rss_mb(impl, mode, 256))
+    with tempfile.TemporaryDirectory() as tmp:
+        data_path = os.path.join(tmp, "batch.pt")
+        torch.save(_data(256, masked=True)[:3], data_path)
+        for mode in ("inference", "training"):
+            for impl in ("reference", "speculum"):
+                rss = peak_rss_mb(impl, mode, data_path, args.threads)
+                results[f"{mode}_b256_{impl}_peak_rss_mb"] = round(rss)
     if args.bf16_quality:
         results.update({k: round(v, 4) for k, v in bf16_quality().items()})
 

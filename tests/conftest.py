@@ -10,10 +10,18 @@ NO_SKIP = os.environ.get("SPECULUM_NO_SKIP", "") not in ("", "0")
 _skipped: list[str] = []
 
 
-def pytest_runtest_logreport(report):
+def _record_skip(report) -> None:
     if report.skipped and not hasattr(report, "wasxfail"):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         _skipped.append(f"{report.nodeid}: {reason}")
+
+
+def pytest_runtest_logreport(report):
+    _record_skip(report)
+
+
+def pytest_collectreport(report):
+    _record_skip(report)  # module-level importorskip (the reference package, specutils) skips at collection
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -126,6 +126,14 @@ def test_ci_mode_fails_on_skipped_data_tests(tmp_path):
     assert lenient.returncode == 0 and "skipped" in lenient.stdout, lenient.stdout[-2000:]
     assert strict.returncode == 1, strict.stdout[-2000:]
     assert "SPECULUM_NO_SKIP" in strict.stdout and "real survey files not available" in strict.stdout
+    # a module that skips at collection (pytest.importorskip of a missing package) fails CI too
+    mod = tmp_path / "test_needs_missing_package.py"
+    mod.write_text("import pytest\npytest.importorskip('no_such_package_xyz', reason='missing package')\n"
+                   "def test_x():\n    pass\n")  # fmt: skip
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "conftest", str(mod)]
+    env = {**base, "SPECULUM_NO_SKIP": "1", "PYTHONPATH": str(root / "tests")}  # our conftest as a plugin
+    res = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert res.returncode == 1 and "missing package" in res.stdout, res.stdout[-2000:]
 
 
 def test_train_defaults_equal_train_config():

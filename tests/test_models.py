@@ -47,7 +47,7 @@ def test_fast_encoder_matches_direct_float32():
     y = spectra(20)
     with torch.no_grad():
         fast = enc(y)
-        enc.kernel = "direct"
+        enc.backend = "direct"
         direct = enc(y)
     torch.testing.assert_close(fast, direct, rtol=1e-5, atol=1e-5 * direct.abs().max().item())
 
@@ -57,7 +57,7 @@ def test_fast_encoder_gradients_match_direct():
     y = spectra(4, dtype=torch.float64)
     grads = {}
     for kernel in ("fast", "direct"):
-        enc.kernel = kernel
+        enc.backend = kernel
         enc.zero_grad()
         enc(y).square().sum().backward()
         grads[kernel] = [p.grad.clone() for p in enc.parameters()]
@@ -144,11 +144,11 @@ TINY_CHANNELS = (4, 8, 8)  # small widths keep the float64 direct path fast at f
 
 
 def fast_and_direct(enc, y):
-    enc.kernel = "fast"
+    enc.backend = "fast"
     fast = enc(y)
-    enc.kernel = "direct"
+    enc.backend = "direct"
     direct = enc(y)
-    enc.kernel = "fast"
+    enc.backend = "fast"
     return fast, direct
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from speculum.io import SpectraSet
+from speculum.physics import interp_linear, resample_to_observed
 from speculum.pipeline import prepare_spectra, simulate_dataset, train_autoencoder
 from speculum.sim import SimConfig
 from speculum.train import TrainConfig, load_model, reduced_chi2
@@ -25,40 +26,45 @@ def _test_chi2(run: Path, data: Path) -> np.ndarray:
     return reduced_chi2(p.y, p.w * res.valid, res.observed).numpy()
 
 
-def _mean_spectrum_chi2(run: Path, data: Path) -> np.ndarray:
-    """Baseline: the weighted mean normalised training spectrum, its amplitude fitted per test spectrum.
+def _restframe_mean_chi2(run: Path, data: Path) -> np.ndarray:
+    """Baseline: the weighted mean *restframe* training spectrum, redshifted to each test spectrum.
 
-    Observed frame; each held-out normal galaxy gets the amplitude that minimises its chi2
-    (weighted least squares) over the same pixels as the model's chi2 (``w * valid``).
+    Every training spectrum is de-redshifted onto the model's restframe grid (weights zero
+    outside its coverage), the weighted mean is taken, and for each held-out normal galaxy it
+    is redshifted and resampled exactly as the model's output is, with its amplitude fitted
+    by weighted least squares over the same pixels as the model's chi2 (``w * valid``). A
+    model that learnt only the mean galaxy scores about 1.0 against this baseline.
     """
+    model = load_model(run / "model.safetensors")
     ds = SpectraSet.open(data)
     train = prepare_spectra(ds.read(["z", "flux", "ivar", "mask"], split="train"), "SDSS")
+    wave_obs, wave_rest = model.wave_obs.double(), model.wave_rest.double()
+    at = wave_rest[None, :] * (1 + train.z.double()[:, None])  # where each restframe bin was observed
+    yr = interp_linear(wave_obs, train.y.double(), at)
+    wr = interp_linear(wave_obs, train.w.double(), at) * ((at > wave_obs[0]) & (at < wave_obs[-1]))
+    mean = (wr * yr).sum(0) / wr.sum(0).clamp_min(1e-30)
     test = ds.read(["z", "flux", "ivar", "mask", "truth_class"], split="test")
     p = prepare_spectra({k: v[test["truth_class"] == "normal"] for k, v in test.items()}, "SDSS")
-    with torch.no_grad():
-        valid = load_model(run / "model.safetensors")(p.y, p.w, p.z).valid
-    y, w = p.y.double(), (p.w * valid).double()
-    tw = train.w.double()
-    mean = (tw * train.y.double()).sum(0) / tw.sum(0).clamp_min(1e-30)
-    amp = (w * y * mean).sum(1) / (w * mean**2).sum(1)
-    return reduced_chi2(y, w, amp[:, None] * mean).numpy()
+    m, valid = resample_to_observed(mean.expand(len(p.z), -1), wave_rest, p.z.double(), wave_obs)
+    y, w = p.y.double(), p.w.double() * valid
+    amp = (w * y * m).sum(1) / (w * m**2).sum(1)
+    return reduced_chi2(y, w, amp[:, None] * m).numpy()
 
 
-def test_short_training_beats_the_mean_spectrum(tmp_path):
-    """Default suite: three epochs on 1,500 spectra beat the mean-spectrum baseline on held-out chi2.
+def test_short_training_beats_the_restframe_mean_galaxy(tmp_path):
+    """Default suite: eight epochs on 1,536 spectra beat the mean restframe galaxy on held-out chi2.
 
-    Measured median reduced chi2 of held-out normal galaxies (simulation seeds 4 / 5 / 6):
-    autoencoder 3.25 / 3.02 / 2.39; mean spectrum with a fitted amplitude 4.44 / 4.96 / 3.34
-    (ratio 0.73 / 0.61 / 0.72). The bound asks for a chi2 at least 15 % below the baseline, so
-    a model that learnt only the mean shape fails it. For scale: an 8-component observed-frame
-    PCA (as many components as latents, weighted least squares per spectrum) reaches
-    1.95 / 1.88 / 1.73, which three epochs do not yet beat.
+    Measured median reduced chi2 of held-out normal galaxies (simulation seeds 4 / 5 / 6,
+    ``python`` of this test's code): autoencoder 2.43 / 2.26 / 1.87; mean restframe galaxy,
+    redshifted, with a fitted amplitude 3.11 / 4.15 / 2.68 (ratio 0.78 / 0.54 / 0.70). The bound
+    asks for a chi2 at least 15 % below the baseline, so a model that learnt only the mean
+    galaxy fails it (three epochs do not pass it reliably: ratio 1.04 for seed 4).
     """
     data = simulate_dataset(tmp_path / "sim", 1536, SimConfig(), seed=4)
-    s = train_autoencoder(data, tmp_path / "run", None, TrainConfig(epochs=3, lr=3e-3, patience=0))
+    s = train_autoencoder(data, tmp_path / "run", None, TrainConfig(epochs=8, lr=3e-3, patience=0))
     assert s["history"][-1]["val_chi2"] < s["history"][0]["val_chi2"]
     model = np.median(_test_chi2(tmp_path / "run", data))
-    baseline = np.median(_mean_spectrum_chi2(tmp_path / "run", data))
+    baseline = np.median(_restframe_mean_chi2(tmp_path / "run", data))
     assert model < 0.85 * baseline, (model, baseline)
 
 
@@ -78,7 +84,7 @@ def test_small_model_reaches_noise_level(trained):
 
 
 @pytest.mark.slow
-def test_real_sdss_galaxies_reconstruct(trained, shared_data):
+def test_real_sdss_galaxies_reconstruct(trained, shared_data, tmp_path):
     """Realism: real SDSS galaxies, reconstructed by the model trained on simulations.
 
     Loose bound: real spectra carry features the simulator lacks (see README), so their
@@ -88,6 +94,6 @@ def test_real_sdss_galaxies_reconstruct(trained, shared_data):
     from realism import evaluate
 
     data, run = trained
-    res = evaluate(run / "model.safetensors", data)
+    res = evaluate(run / "model.safetensors", data, tmp_path)
     assert res["n_real"] == 7
     assert res["median_reduced_chi2_real"] < 5.0

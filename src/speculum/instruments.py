@@ -89,7 +89,7 @@ class Instrument:
         n_pixels: Number of pixels ``L``.
         log_spaced: Whether the grid is uniform in ``log10`` wavelength.
         z_range: ``(z_min, z_max)`` the instrument's galaxy sample is used for.
-        resolution: Typical spectral resolution ``R = lambda / FWHM``.
+        resolving_power: Typical spectral resolving power ``R = lambda / FWHM``.
         sky_mask_width: Half-width of a sky-line mask in pixels for the faintest masked
             line; brighter lines get ``width * (1 + log10(I / I_min))``.
         sky_min_intensity: Faintest sky line that is masked (atlas units).
@@ -101,7 +101,7 @@ class Instrument:
     n_pixels: int
     log_spaced: bool
     z_range: tuple[float, float]
-    resolution: float
+    resolving_power: float
     sky_mask_width: float = 2.0
     sky_min_intensity: float = 5.0
 

@@ -54,6 +54,7 @@ def _small(instrument: str) -> AutoencoderConfig:
     rf = RestframeGrid(full.start, full.stop, (full.n + 1) // 2)
     return AutoencoderConfig(
         instrument=instrument,
+        normalize=_needs_amplitude_fit(instrument),
         n_latent=8,
         restframe=rf,
         encoder_channels=(32, 64, 128),
@@ -63,7 +64,21 @@ def _small(instrument: str) -> AutoencoderConfig:
 
 
 def _paper(instrument: str) -> AutoencoderConfig:
-    return AutoencoderConfig(instrument=instrument, restframe=RestframeGrid.for_instrument(instrument))
+    return AutoencoderConfig(
+        instrument=instrument,
+        restframe=RestframeGrid.for_instrument(instrument),
+        normalize=_needs_amplitude_fit(instrument),
+    )
+
+
+def _needs_amplitude_fit(instrument: str) -> bool:
+    """Whether the 5300-5850 A normalisation window leaves the instrument's range within its redshifts.
+
+    Then (BOSS beyond z = 0.78, DESI beyond z = 0.68) the presets fit each spectrum's amplitude
+    in the model (``AutoencoderConfig.normalize``), so those spectra stay usable.
+    """
+    inst = get_instrument(instrument)
+    return 5850.0 * (1 + inst.z_range[1]) > float(inst.wave_obs[-1])
 
 
 PRESETS: dict[str, Callable[[str], AutoencoderConfig]] = {"small": _small, "paper": _paper}
@@ -267,9 +282,11 @@ def train_autoencoder(
         limit: Use at most this many training rows (quick runs; in-memory mode).
         stream: Stream the training split from the shards (:class:`StreamBatches`: each
             DDP rank reads its own shards, memory independent of the catalogue) instead
-            of holding it in memory. Unusable rows are zero-weighted rather than dropped.
+            of holding it in memory. Unusable rows are zero-weighted rather than dropped;
+            ``skipped_train`` then counts them over every epoch this process ran.
         shuffle_buffer: Rows in the stream's shuffle buffer.
-        val_limit: Validate on at most this many rows (default: all; 20,000 when streaming).
+        val_limit: Validate on at most this many rows (default: all; when streaming, 20,000
+            or as many as fit in ~1 GiB, whichever is fewer).
         use_resolution: Apply the data's per-spectrum resolution matrices (DESI) in the
             forward model; ``False`` ignores them (the decoder then learns the broadening).
 
@@ -294,16 +311,26 @@ def train_autoencoder(
         raise ValueError(f"model_config.instrument: {model_config.instrument} but the data are {inst}")
     cols = _columns(dataset, use_resolution=use_resolution)
     if stream:
-        val_limit = 20_000 if val_limit is None else val_limit
+        if val_limit is None:  # validation is held in memory: at most 20,000 rows or ~1 GiB
+            row_bytes = 12 * dataset.instrument.n_pixels * (1 + ("resolution" in cols) * 11 / 3)
+            val_limit = int(min(20_000, 2**30 // row_bytes))
+        skipped: dict[str, int] = {}
+
+        def transform(c: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+            prep = prepare_spectra(c, inst, keep_all=True, fit_amplitude=model_config.normalize)
+            for k, v in prep.skipped.items():
+                skipped[k] = skipped.get(k, 0) + v
+            return prep.as_dict()
+
         source = StreamBatches(
             data,
             tcfg.batch_size,
-            lambda c: prepare_spectra(c, inst, keep_all=True, fit_amplitude=model_config.normalize).as_dict(),
+            transform,
             columns=tuple(c for c in cols if c != "object_id"),
             seed=tcfg.seed,
             shuffle_buffer=shuffle_buffer,
         )
-        n_train, skipped = int(dataset.manifest["splits"]["train"]), {}
+        n_train = int(dataset.manifest["splits"]["train"])
     else:
         train = prepare_spectra(
             dataset.read(cols, split="train", limit=limit), inst, fit_amplitude=model_config.normalize
@@ -341,6 +368,8 @@ def train_autoencoder(
     )
     t0 = time.perf_counter()
     history = trainer.fit(source, val.as_dict(), resume=resume)
+    if stream:
+        _log_skipped(f"{data} (train, streamed: zero-weighted rows over every epoch this process ran)", skipped)
     if not model_path.exists():  # no validation rows: keep the last weights
         save_model(model, model_path)
     summary = {
@@ -448,18 +477,17 @@ def reconstruct(
             parts["latents"].append(fit.latents.float().cpu().numpy())
             parts["reduced_chi2"].append(reduced_chi2(y, wv, fit.observed).float().cpu().numpy())
             parts["n_valid"].append((wv > 0).sum(1).cpu().numpy().astype(np.int32))
-            if spectra_out is not None:
+            if spectra_out is not None:  # in the survey's units; the model is NaN where it does not reach
                 nm = prep.norm[idx][:, None]
-                spectra["flux"].append((y.cpu() * nm).numpy())
-                spectra["model"].append((fit.observed.float().cpu() * nm).numpy())
-                spectra["ivar"].append((wv.cpu() / nm**2).numpy())
+                model_obs = torch.where(fit.valid.cpu(), fit.observed.float().cpu() * nm, float("nan"))
+                spectra["model"].append(model_obs.numpy())
                 spectra["restframe"].append((fit.restframe.float().cpu() * nm).numpy())
         k = prep.index
         for name in ("object_id", "z", "split", *(["truth_class"] if has_truth else [])):
             parts[name].append(np.asarray(chunk[name])[k])
         if spectra_out is not None:
-            spectra["object_id"].append(np.asarray(chunk["object_id"])[k])
-            spectra["mask"].append(np.asarray(chunk["mask"])[k])
+            for name in ("object_id", "flux", "ivar", "mask"):
+                spectra[name].append(np.asarray(chunk[name])[k])
         bar.update(len(chunk["z"]))
     bar.close()
     _log_skipped(str(data), skipped)
@@ -559,7 +587,8 @@ def make_report(
     # one streamed pass picks those rows out of the shards
     found_rows: dict[str, dict[str, np.ndarray]] = {}
     want = set(wanted)
-    for chunk in dataset.iter_batches(_columns(dataset, use_resolution=_trained_with_resolution(hist_path)), 4096):
+    cols = _columns(dataset, use_resolution=_trained_with_resolution(hist_path))
+    for chunk in dataset.iter_batches(cols, batch_size=4096):
         ids = np.asarray(chunk["object_id"]).astype(str)
         for i in np.nonzero(np.isin(ids, list(want - set(found_rows))))[0]:
             found_rows[ids[i]] = {k: np.asarray(v)[i : i + 1] for k, v in chunk.items()}

@@ -242,6 +242,9 @@ def train(
         False, "--stream", help="Stream the training split from the shards (catalogues larger than memory)."
     ),
     shuffle_buffer: int = typer.Option(4096, min=1, help="Rows in the shuffle buffer of --stream."),
+    no_resolution: bool = typer.Option(
+        False, "--no-resolution", help="Ignore the data's DESI resolution matrices (by default they are applied)."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
@@ -306,6 +309,7 @@ def train(
             limit=limit,
             stream=stream,
             shuffle_buffer=shuffle_buffer,
+            use_resolution=not no_resolution,
         )
     if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
         typer.echo(

@@ -41,13 +41,13 @@ Example:
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from speculum._files import atomic_path
 from speculum._optional import require
 from speculum.instruments import PixelMask, air_to_vacuum, get_instrument
 from speculum.io.shards import FLUX_UNIT
@@ -447,13 +447,8 @@ def write_spectra_fits(
         name="OBJECTS",
     )
 
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:  # keeps the suffix: astropy gzips a .fits.gz by its name
         fits.HDUList([primary, spectra, rest, objects]).writeto(tmp, overwrite=True)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     log.info("wrote %d spectra to %s", n, path)
     return path
 

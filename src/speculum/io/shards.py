@@ -431,7 +431,7 @@ class SpectraSet:
         return decode_table(table, columns)
 
     def iter_batches(
-        self, columns: Sequence[str] | None = None, split: str | None = None, batch_size: int = 1024
+        self, columns: Sequence[str] | None = None, *, split: str | None = None, batch_size: int = 1024
     ) -> Iterator[dict[str, np.ndarray]]:
         """Stream the rows shard by shard in batches of at most ``batch_size`` rows, in manifest order.
 

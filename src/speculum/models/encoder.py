@@ -98,9 +98,9 @@ class SpectrumEncoder(nn.Module):
         pools: Max-pool sizes after blocks one and two.
         hidden: MLP widths.
         mask_aware: In-paint zero-weight pixels (see :func:`inpaint_masked`).
-        kernel: ``"fast"`` (tiled DFT convolutions, default) or ``"direct"`` (the
+        backend: ``"fast"`` (tiled DFT convolutions, default) or ``"direct"`` (the
             reference order of operations; slower, used to test the fast one).
-        chunk_size: Spectra per chunk in the fast kernel; keeps activations in cache.
+        chunk_size: Spectra per chunk in the fast backend; keeps activations in cache.
     """
 
     def __init__(
@@ -111,13 +111,13 @@ class SpectrumEncoder(nn.Module):
         pools: tuple[int, int] = (5, 11),
         hidden: tuple[int, ...] = (128, 64, 32),
         mask_aware: bool = True,
-        kernel: Literal["fast", "direct"] = "fast",
+        backend: Literal["fast", "direct"] = "fast",
         chunk_size: int = 16,
     ) -> None:
         super().__init__()
         self.n_latent = n_latent
         self.mask_aware = mask_aware
-        self.kernel = kernel
+        self.backend = backend
         self.chunk_size = chunk_size
         c_in = (1, channels[0], channels[1])
         self.blocks = nn.ModuleList(ConvBlock(c_in[i], channels[i], kernels[i], (*pools, 1)[i]) for i in range(3))
@@ -130,7 +130,7 @@ class SpectrumEncoder(nn.Module):
 
     def features(self, y: torch.Tensor) -> torch.Tensor:
         """Attended features ``e``, shape ``(N, C/2)``, from model-ready spectra ``(N, L)``."""
-        if self.kernel == "direct":
+        if self.backend == "direct":
             x = y[:, None, :]
             for block in self.blocks:
                 x = block.forward_direct(x)

@@ -387,7 +387,7 @@ class GalaxySimulator:
         ssp = torch.from_numpy(np.array(t.ssp, dtype=np.float64)).reshape(n_z, n_age, -1)
         self.uses_resolution_matrix = self.instrument.name == "DESI"
         # with resolution matrices the restframe model carries only the physical widths
-        self.sigma_inst = 0.0 if self.uses_resolution_matrix else C_KMS / self.instrument.resolution / 2.3548
+        self.sigma_inst = 0.0 if self.uses_resolution_matrix else C_KMS / self.instrument.resolving_power / 2.3548
         px_kms = C_KMS * math.log(10) * t.log_step
         basis = []
         for s_tot in _SIGMA_LADDER:
@@ -502,7 +502,7 @@ class GalaxySimulator:
         wave = self.wave_obs
         sky = 0.6 + 0.4 * (wave / 6000.0) ** 2
         lines, inten = sky_lines(0.0)
-        sig = wave / self.instrument.resolution / 2.3548
+        sig = wave / self.instrument.resolving_power / 2.3548
         for lam, amp in zip(lines, inten, strict=True):
             if wave[0] - 20 < lam < wave[-1] + 20:
                 sky = sky + 0.15 * amp * torch.exp(-0.5 * ((wave - lam) / sig) ** 2)
@@ -658,13 +658,18 @@ class GalaxySimulator:
         flat = pix_c + (torch.arange(n)[:, None, None] * length)
         out.view(-1).index_add_(0, flat.reshape(-1), vals.reshape(-1))
 
+    def _observed_line_sigma(self, sigma_gas_kms: float) -> float:
+        """Width (km/s) of a narrow line as observed: gas dispersion and the instrument's resolution in quadrature."""
+        return math.hypot(sigma_gas_kms, C_KMS / self.instrument.resolving_power / 2.3548)
+
     def _window(self, lam_lo: torch.Tensor, lam_hi: torch.Tensor) -> list[list[float]]:
         lo, hi = float(self.wave_obs[0]), float(self.wave_obs[-1])
         out = []
         for a, b in zip(lam_lo.tolist(), lam_hi.tolist(), strict=True):
-            a, b = max(a, lo), min(b, hi)
+            # to 0.01 A, rounded outwards (never narrower), and clipped to the observed range exactly
+            a, b = max(math.floor(a * 100) / 100, lo), min(math.ceil(b * 100) / 100, hi)
             if b > a:
-                out.append([round(a, 2), round(b, 2)])
+                out.append([a, b])
         return out
 
     def _block(self, seed: int, block: int) -> SimulatedSpectra:
@@ -710,7 +715,7 @@ class GalaxySimulator:
                 extra_flux[i] = line_flux[i]
                 params[i] = {"kind": "double_peaked", "delta_v_kms": round(dv, 1)}
                 affected = torch.arange(len(NARROW_LINES))
-                half = (dv / 2 + 3 * float(line_sigma[i, 0])) / C_KMS
+                half = (dv / 2 + 5 * self._observed_line_sigma(float(line_sigma[i, 0]))) / C_KMS
             else:
                 hb = max(float(fl[5]), 0.3 * float(cont[i, self.idx_halpha]))
                 ratio = 10 ** (1.0 + 0.5 * float(r(1)))
@@ -718,8 +723,8 @@ class GalaxySimulator:
                 line_flux[i, 7], line_flux[i, 6] = ratio * hb, ratio * hb / 2.98
                 line_flux[i, 2] = 0.4 * ratio * hb
                 params[i] = {"kind": "extreme_ratios", "oiii_hbeta": round(ratio, 2)}
-                affected = torch.tensor([2, 6, 7])
-                half = 5 * float(line_sigma[i, 0]) / C_KMS
+                affected = torch.tensor([2, 5, 6, 7, 11])  # [NeIII], Hbeta, [OIII] x2, Halpha: all it rewrites
+                half = 5 * self._observed_line_sigma(float(line_sigma[i, 0])) / C_KMS
             lam = self.narrow_wave[affected] * (1 + float(z[i]))
             windows[i] = self._window(lam * (1 - half) - 3, lam * (1 + half) + 3)
         if not show:
@@ -889,7 +894,7 @@ class GalaxySimulator:
             lo_w = float(self.wave_obs[max(p0 - 1, 0)])
             hi_w = float(self.wave_obs[min(p0 + w, length - 1)])
             params[i] = {"kind": kind, "amplitude": round(amp, 3), "pixel": p0, "width_px": w}
-            windows[i] = [[round(lo_w, 2), round(hi_w, 2)]]
+            windows[i] = self._window(torch.tensor([lo_w]), torch.tensor([hi_w]))
 
         # observed-frame integrated line fluxes (sum of both peaks for double-peaked lines)
         if not cfg.emission_lines:  # the truth keeps the drawn lines
