@@ -60,7 +60,7 @@ def _data(batch: int, masked: bool):
     import numpy as np
     import torch
 
-    from speculum.pipeline import prepare_spectra
+    from speculum.io import prepare_spectra
     from speculum.sim import GalaxySimulator, SimConfig
 
     sim = GalaxySimulator(SimConfig(instrument="SDSS", anomaly_rate=0.0)).simulate(batch + batch // 4, seed=batch)
@@ -230,7 +230,8 @@ def bf16_quality(epochs: int = 16, n: int = 8192) -> dict:
 
     import numpy as np
 
-    from speculum.pipeline import reconstruct, simulate_dataset, train_autoencoder
+    from speculum.autoencode import reconstruct, simulate_dataset
+    from speculum.autoencode import train as train_autoencoder
     from speculum.sim import SimConfig
     from speculum.train import TrainConfig
 

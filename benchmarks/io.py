@@ -169,8 +169,8 @@ def _in_subprocess(target, *args) -> dict:
 
 def _make_catalogue(root: Path, rows: int, n_shards: int) -> list[Path]:
     """``n_shards`` distinct simulated shards of ``rows // n_shards`` rows; returns their paths."""
+    from speculum.autoencode import simulate_dataset
     from speculum.io import MANIFEST
-    from speculum.pipeline import simulate_dataset
     from speculum.sim import SimConfig
 
     simulate_dataset(root, rows, SimConfig(), seed=0, shard_size=rows // n_shards)

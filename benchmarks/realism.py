@@ -30,8 +30,8 @@ DWARF_GALAXIES = {"NGC3073_SDSS_DR18.fits"}
 
 def evaluate(model_path: Path, data: Path, tmp: Path) -> dict:
     """Real spectra through the shipped path (``ingest`` -> shards -> ``reconstruct``) next to simulated ones."""
+    from speculum.autoencode import reconstruct
     from speculum.io import IngestConfig, SpectraSet, ingest
-    from speculum.pipeline import reconstruct
 
     real = tmp / "real"
     ingest([SHARED / "sdss_boss" / "spec"], real, IngestConfig(instrument="SDSS", skip_bad=True))
@@ -67,7 +67,8 @@ def main() -> None:
         raise SystemExit(f"real SDSS files not found under {SHARED}; nothing to compare")
     with tempfile.TemporaryDirectory() as tmp:
         if args.model is None:
-            from speculum.pipeline import simulate_dataset, train_autoencoder
+            from speculum.autoencode import simulate_dataset
+            from speculum.autoencode import train as train_autoencoder
             from speculum.sim import SimConfig
             from speculum.train import TrainConfig
 

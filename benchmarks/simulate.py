@@ -46,7 +46,7 @@ def _rates(instrument: str, n: int, reps: int, anomaly_rate: float) -> tuple[lis
 
 def _write_rates(n: int, reps: int) -> list[float]:
     """Spectra per second of ``reps`` runs simulating ``n`` SDSS spectra into Parquet shards."""
-    from speculum.pipeline import simulate_dataset
+    from speculum.autoencode import simulate_dataset
     from speculum.sim import SimConfig
 
     rates = []
@@ -56,19 +56,6 @@ def _write_rates(n: int, reps: int) -> list[float]:
             simulate_dataset(tmp, n, SimConfig(), seed=r)
             rates.append(n / (time.perf_counter() - t0))
     return rates
-
-
-def _write_json_atomic(path: str, data: dict) -> None:
-    """Write ``data`` as JSON through a temporary file in the same folder and ``os.replace``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=1)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def main() -> None:
@@ -104,7 +91,9 @@ def main() -> None:
         cpu_txt = "" if cpu is None else f"{cpu:.3f}"
         print(f"{name:42s} {med:10,.0f} {f'{lo:,.0f}-{hi:,.0f}':>17s} {med / TARGET:9.2f}x {cpu_txt:>16s}")
     if args.json:
-        _write_json_atomic(args.json, out)
+        from speculum._files import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":

@@ -140,7 +140,7 @@ def test_train_defaults_equal_train_config():
     """The CLI's `train` defaults are TrainConfig's (one source of truth for a user's lr, epochs, ...)."""
     import dataclasses
 
-    from speculum.cli.app import _TRAIN_DEFAULTS
+    from speculum.cli._common import TRAIN_DEFAULTS as _TRAIN_DEFAULTS
     from speculum.train import TrainConfig
 
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}

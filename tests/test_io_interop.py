@@ -18,6 +18,7 @@ from astropy.nddata import InverseVariance, StdDevUncertainty, VarianceUncertain
 from specutils import SpectrumList  # noqa: E402
 
 from speculum.instruments import BOSS, DESI, PixelMask, air_to_vacuum  # noqa: E402
+from speculum.io import SpectrumRecords, read_desi_coadd, read_spectra  # noqa: E402
 from speculum.io.interop import (  # noqa: E402
     FLUX_UNIT,
     from_specutils,
@@ -26,7 +27,7 @@ from speculum.io.interop import (  # noqa: E402
     to_specutils,
     write_spectra_fits,
 )
-from speculum.io.surveys import BRIGHTSKY, SpectrumRecords, read_desi_coadd, read_spectra  # noqa: E402
+from speculum.io.sdss import BRIGHTSKY  # noqa: E402
 
 Spectrum = spectrum_class()
 C_ANGSTROM_PER_S = 2.99792458e18  # speed of light, exact

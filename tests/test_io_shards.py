@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
+from speculum.autoencode import simulate_dataset
 from speculum.io import DataFormatError, ShardWriter, SpectraSet, split_of
-from speculum.pipeline import simulate_dataset
 from speculum.sim import GalaxySimulator, SimConfig
 
 
@@ -119,3 +119,63 @@ def test_desi_row_range_reads_equal_whole_file(shared_data):
     np.testing.assert_array_equal(np.concatenate([p.flux for p in parts]), whole.flux)
     np.testing.assert_array_equal(np.concatenate([p.resolution for p in parts]), whole.resolution)
     assert [o for p in parts for o in p.object_id] == whole.object_id
+
+
+def test_shard_writer_removes_stale_temporaries(tmp_path):
+    """Temporary files of killed writers (dead pid) go when the folder is opened again; live ones stay."""
+    import os
+    import subprocess
+    import sys
+
+    from speculum.io.shards import remove_stale_temps
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    b = GalaxySimulator(SimConfig()).simulate(8, seed=0)
+    ShardWriter(tmp_path, "SDSS", {}).write(0, b.columns("SDSS"))
+    stale = [
+        tmp_path / f".tmp-{proc.pid}-0123abcd-part-00001.parquet",
+        tmp_path / f".part-00001.parquet.{proc.pid}.tmp",
+    ]
+    keep = [tmp_path / f".tmp-{os.getpid()}-0123abcd-part-00002.parquet", tmp_path / ".hidden", tmp_path / "x.tmp"]
+    for p in stale + keep:
+        p.write_bytes(b"partial")
+    w = ShardWriter(tmp_path, "SDSS", {})
+    assert w.done(0) and not any(p.exists() for p in stale) and all(p.exists() for p in keep)
+    assert remove_stale_temps(tmp_path) == [] and remove_stale_temps(tmp_path / "missing") == []
+
+
+def test_decode_table_record_batches_and_slices():
+    """The one Arrow decoder: tables and record batches, slice offsets of fixed-size lists respected."""
+    import pyarrow as pa
+
+    from speculum.io import decode_table
+
+    flux = np.arange(12, dtype=np.float32).reshape(4, 3)
+    batch = pa.record_batch(
+        [
+            pa.FixedSizeListArray.from_arrays(pa.array(flux.reshape(-1)), 3),
+            pa.array(["a", "b", "c", "d"]),
+            pa.array([0.1, None, 0.3, 0.4]),
+            pa.array([[1.0, 2.0], [3.0, 4.0], [5.0], [6.0, 7.0]]),
+        ],
+        names=["flux", "object_id", "z", "windows"],
+    )
+    for source in (batch, pa.Table.from_batches([batch, batch])):
+        cols = decode_table(source.slice(1, 2))
+        np.testing.assert_array_equal(cols["flux"], flux[1:3])
+        assert cols["object_id"].tolist() == ["b", "c"] and cols["object_id"].dtype == object
+        assert np.isnan(cols["z"][0]) and cols["z"][1] == pytest.approx(0.3)
+        assert cols["windows"].shape == (2,) and cols["windows"][0].tolist() == [3.0, 4.0]
+    assert list(decode_table(batch, ["z", "flux"])) == ["z", "flux"]
+
+
+def test_pixel_weights_policy():
+    """ivar where the mask is 0 and ivar is finite and positive, else 0 (the one bad-pixel policy)."""
+    from speculum.io import pixel_weights
+
+    ivar = np.array([[1.0, 2.0, np.nan, np.inf, -1.0, 0.0, 3.0]])
+    mask = np.array([[0, 4, 0, 0, 0, 0, 0]])
+    w = pixel_weights(ivar, mask)
+    assert w.dtype == np.float32 and w.tolist() == [[1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 3.0]]
+    assert pixel_weights(ivar, mask, dtype=np.float64).dtype == np.float64

@@ -23,7 +23,7 @@ from speculum.io import (
     read_spectra,
     write_results,
 )
-from speculum.io.surveys import BRIGHTSKY
+from speculum.io.sdss import BRIGHTSKY
 
 ROOT = Path(__file__).resolve().parents[1]
 BAD = ROOT / "tests" / "data" / "bad"
@@ -162,7 +162,7 @@ def test_ingest_stream_train_on_real_files(shared_data, tmp_path):
     ids = [row["object_id"] for row in ShardStream(out, shuffle_buffer=8, seed=3)]
     assert sorted(ids) == sorted(cols["object_id"]) and len(set(ids)) == 23
     # the training command trains from ingested shards (skipping rows without a usable redshift)
-    from speculum.pipeline import train_autoencoder
+    from speculum.autoencode import train as train_autoencoder
     from speculum.train import TrainConfig
 
     s = train_autoencoder(out, tmp_path / "run", None, TrainConfig(epochs=1, batch_size=8))
@@ -291,7 +291,7 @@ def test_result_tables_carry_units(tmp_path):
 def test_stream_visits_every_row_once_per_epoch(tmp_path):
     from torch.utils.data import DataLoader
 
-    from speculum.pipeline import simulate_dataset
+    from speculum.autoencode import simulate_dataset
     from speculum.sim import SimConfig
 
     data = simulate_dataset(tmp_path, 2048, SimConfig(), seed=0, shard_size=512)
@@ -311,7 +311,7 @@ def test_stream_visits_every_row_once_per_epoch(tmp_path):
 
 def test_fitsio_fast_path_equals_astropy(shared_data):
     pytest.importorskip("fitsio", reason="fitsio not installed (the fast path is optional)")
-    from speculum.io.surveys import _sdss_fitsio
+    from speculum.io.sdss import read_sdss_fitsio as _sdss_fitsio
 
     for path in sorted((shared_data / "sdss_boss").glob("*/*.fits")):
         fast = _sdss_fitsio(path, BOSS)
@@ -484,3 +484,91 @@ def test_result_tables_gzip_and_long_keys(tmp_path):
     assert hdr["MODEL_CHECKPOINT"] == "a" and hdr["MODEL_CHOSEN"] == "b" and "MODEL_CH" not in hdr
     with pytest.raises(ValueError, match="same FITS keyword"):
         write_results(tmp_path / "x.fits", {"z": np.array([0.1])}, meta={"Model": 1, "MODEL": 2})
+
+
+# ---------------------------------------------------------------- DESI coadd groups, header-only counts, stale temps
+def _regroup(src: Path, dst: Path, spgrp: str | None, value: int | None) -> Path:
+    """A copy of a tile coadd with its exposure group (SPGRP/SPGRPVAL) changed, or removed (None)."""
+    from astropy.io import fits
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with fits.open(src) as h:
+        for key in ("SPGRP", "SPGRPVAL"):
+            h[0].header.remove(key, ignore_missing=True)
+        if spgrp is not None:
+            h[0].header["SPGRP"], h[0].header["SPGRPVAL"] = spgrp, value
+        h.writeto(dst)
+    return dst
+
+
+def test_desi_tile_coadd_groups_get_distinct_ids(shared_data, tmp_path):
+    """Cumulative, per-night and per-exposure coadds of one tile/petal hold different data: different ids."""
+    cumulative = shared_data / "desi" / "coadd-4-80613-thru20210324.fits"
+    tid = "39633345008634465"
+    night = _regroup(cumulative, tmp_path / "night" / "coadd-4-80613-20210324.fits", "pernight", 20210324)
+    exp = _regroup(cumulative, tmp_path / "exp" / "coadd-4-80613-exp00081234.fits", "perexp", 81234)
+    ids = {name: read_desi_coadd(p).object_id[0] for name, p in (("cum", cumulative), ("night", night), ("exp", exp))}
+    assert ids["cum"] == f"desi-sv1-unknown-t80613p4-{tid}"  # the cumulative coadd: the tile/petal id as before
+    assert ids["night"] == f"desi-sv1-unknown-t80613p4n20210324-{tid}"
+    assert ids["exp"] == f"desi-sv1-unknown-t80613p4e81234-{tid}"
+    # files without SPGRP (older releases): the group comes from the file name
+    for path, want in ((night, ids["night"]), (exp, ids["exp"])):
+        bare = _regroup(path, tmp_path / "bare" / path.name, None, None)
+        assert read_desi_coadd(bare).object_id[0] == want
+    bare_cum = _regroup(cumulative, tmp_path / "bare" / cumulative.name, None, None)
+    assert read_desi_coadd(bare_cum).object_id[0] == ids["cum"]
+    # an ingest of a tile's cumulative and per-night coadds keeps both spectra apart
+    s = ingest([cumulative, night], tmp_path / "out")
+    got = SpectraSet.open(tmp_path / "out").read(["object_id"])["object_id"]
+    assert s["n_spectra"] == 2 and sorted(got) == sorted([ids["cum"], ids["night"]])
+
+
+def test_ingest_counts_rows_without_opening_spec_files(shared_data, monkeypatch):
+    """SDSS/BOSS spec-* files hold one spectrum: planning does not open them; spPlate/unknown files are read."""
+    from astropy.io import fits
+
+    ingest_mod = importlib.import_module("speculum.io.ingest")
+    opened = []
+    real_open = fits.open
+
+    def counting_open(path, *a, **k):
+        opened.append(Path(path).name)
+        return real_open(path, *a, **k)
+
+    monkeypatch.setattr(fits, "open", counting_open)
+    spec = sorted((shared_data / "sdss_boss" / "spec").glob("spec-*.fits"))
+    assert len(spec) == 9 and [ingest_mod.count_rows(p, "BOSS") for p in spec] == [1] * 9
+    assert opened == []
+    plate = shared_data / "sdss_boss" / "other_formats" / "spPlate-4055-55359-0020.fits"
+    assert ingest_mod.count_rows(plate, "BOSS") == 20 and opened == [plate.name]
+    named = shared_data / "sdss_boss" / "spec" / "1237652899686318136.fits"  # layout unknown from the name
+    assert ingest_mod.count_rows(named, "SDSS") == 1 and opened[-1] == named.name
+    desi = shared_data / "desi" / "coadd-5-169-thru20210419.fits"
+    assert ingest_mod.count_rows(desi, "DESI") == 5 and opened[-1] == desi.name
+
+
+def _dead_pid() -> int:
+    import subprocess
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_ingest_resume_removes_temporaries_of_killed_workers(tmp_path):
+    import os
+
+    sdss = sorted(p for p in BAD.iterdir() if not p.name.startswith("desi_"))
+    out = tmp_path / "out"
+    cfg = IngestConfig(skip_bad=True, files_per_shard=3)
+    ingest(sdss, out, cfg)
+    dead = _dead_pid()
+    stale = [out / f".tmp-{dead}-0a1b2c3d-part-00001.parquet", out / f".part-00002.parquet.{dead}.tmp",
+             out / f".tmp-{dead}-deadbeef-part-00000.rejects.parquet"]  # fmt: skip
+    live = out / f".tmp-{os.getpid()}-0a1b2c3d-part-00003.parquet"  # a writer at work: kept
+    other = out / "notes.tmp"
+    for p in [*stale, live, other]:
+        p.write_bytes(b"half a file")
+    again = ingest(sdss, out, cfg)
+    assert again["n_spectra"] == 1
+    assert not any(p.exists() for p in stale) and live.exists() and other.exists()

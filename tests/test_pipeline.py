@@ -5,8 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from speculum.io import read_results
-from speculum.pipeline import prepare_spectra, reconstruct, simulate_dataset, train_autoencoder
+from speculum.autoencode import reconstruct, simulate_dataset
+from speculum.autoencode import train as train_autoencoder
+from speculum.io import prepare_spectra, read_results
 from speculum.sim import SimConfig
 from speculum.train import TrainConfig
 
@@ -101,3 +102,20 @@ def test_reconstructed_spectra_file_is_survey_units_and_gzip(small_run, tmp_path
     assert np.isfinite(model).all()
     flux = test["flux"][order]
     assert np.median(np.abs(model - flux)) < 0.5 * np.median(np.abs(flux))
+
+
+def test_prepare_with_resolution_and_no_usable_row():
+    """A DESI chunk where no row has a usable redshift gives empty tensors of the right shapes, not a crash."""
+    from speculum.instruments import DESI
+
+    n, length = 2, DESI.n_pixels
+    cols = {
+        "z": np.array([np.nan, 3.0]),
+        "flux": np.ones((n, length), np.float32),
+        "ivar": np.ones((n, length), np.float32),
+        "mask": np.zeros((n, length), np.int32),
+        "resolution": np.ones((n, 11 * length), np.float32),
+    }
+    p = prepare_spectra(cols, "DESI")
+    assert p.y.shape == (0, length) and p.resolution.shape == (0, 11, length)
+    assert p.skipped["no_redshift"] == 1 and p.skipped["redshift_out_of_range"] == 1

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from speculum.io import SpectraSet
+from speculum.autoencode import simulate_dataset
+from speculum.autoencode import train as train_autoencoder
+from speculum.io import SpectraSet, prepare_spectra
 from speculum.physics import interp_linear, resample_to_observed
-from speculum.pipeline import prepare_spectra, simulate_dataset, train_autoencoder
 from speculum.sim import SimConfig
 from speculum.train import TrainConfig, load_model, reduced_chi2
 

@@ -407,3 +407,59 @@ def test_every_anomaly_is_visible_on_usable_pixels():
                     assert not np.any(a.mask[i, hit] & PixelMask.SKY_LINE), par
                     assert np.all(excess[k, hit] >= 5 * sigma[i, hit] * (1 - 1e-5)), par
         assert np.mean(visible) >= 0.99, (c, np.mean(visible))
+
+
+def test_a_registered_anomaly_class_is_drawn_without_changing_the_others(monkeypatch):
+    """Registering a class is the one step: configs accept it, its rows get it, other streams stay put.
+
+    Known answers: a DETECTOR-stage toy that adds exactly 7 to one pixel of each of its rows
+    (drawing one pixel index per row) shows up as ``class`` truth with its params and window,
+    changes the flux of its rows by exactly 7 at that pixel against its
+    ``render_anomalies=False`` twin, and a configuration without it simulates bitwise as before.
+    """
+    from speculum.sim import anomalies
+
+    monkeypatch.setattr(anomalies, "_REGISTRY", dict(anomalies._REGISTRY))
+    cfg_old = SimConfig(anomaly_rate=0.5, anomaly_classes=("agn", "artefact"))
+    before = GalaxySimulator(cfg_old).simulate(600, seed=5)
+
+    @anomalies.register_anomaly("toy_spike")
+    class ToySpike(anomalies.Anomaly):
+        stage = anomalies.Stage.DETECTOR
+
+        def apply(self, state, rows, gen):
+            out = []
+            for i in rows.tolist():
+                p = int(torch.randint(10, state.flux.shape[1] - 10, (1,), generator=gen))
+                if state.show:
+                    state.flux[i, p] += 7.0
+                lam = self.sim.wave_obs[p - 1 : p + 2 : 2]
+                out.append(({"pixel": p}, self.sim.window(lam[:1], lam[1:])))
+            return out
+
+    with pytest.raises(ValueError, match="toy_spike"):
+        anomalies.register_anomaly("toy_spike")(ToySpike)
+    with pytest.raises(ValueError, match="normal"):
+        anomalies.register_anomaly("normal")(ToySpike)
+    assert "toy_spike" in anomalies.anomaly_registry() and "toy_spike" not in ANOMALY_CLASSES
+
+    after = GalaxySimulator(cfg_old).simulate(600, seed=5)
+    for name in ("flux", "ivar", "mask", "noiseless"):
+        np.testing.assert_array_equal(getattr(after, name), getattr(before, name))
+    assert list(after.truth["anomaly_params"]) == list(before.truth["anomaly_params"])
+
+    cfg = SimConfig(anomaly_rate=0.5, anomaly_classes=("agn", "toy_spike"))
+    b = GalaxySimulator(cfg).simulate(600, seed=5)
+    twin = GalaxySimulator(replace(cfg, render_anomalies=False)).simulate(600, seed=5)
+    rows = np.nonzero(b.truth["class"] == "toy_spike")[0]
+    assert len(rows) > 100
+    wave = get_instrument("SDSS").wave_obs
+    for i in rows:
+        p = json.loads(b.truth["anomaly_params"][i])["pixel"]
+        diff = b.flux[i].astype(np.float64) - twin.flux[i]
+        assert abs(diff[p] - 7.0) < 1e-4 and np.count_nonzero(diff) == 1, i
+        ((lo, hi),) = b.windows[i]
+        assert lo < wave[p] < hi
+    np.testing.assert_array_equal(b.noiseless[rows], twin.noiseless[rows])  # DETECTOR: the model is untouched
+    with pytest.raises(ValueError, match="anomaly_classes"):
+        SimConfig(anomaly_classes=("toy_spike", "ufo"))

@@ -82,3 +82,63 @@ def test_garbage_file_fails(tmp_path):
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="junk.safetensors: not a readable speculum checkpoint"):
         load_model(path)
+
+
+# ---------------------------------------------------------------- model registry: kinds registered by decorator
+from dataclasses import asdict, dataclass  # noqa: E402
+
+from speculum.models.registry import register_model, registered_models  # noqa: E402
+
+
+@dataclass(frozen=True)
+class ToyConfig:
+    width: int = 4
+
+
+@register_model("ToyRegressor", config_from_dict=lambda d: ToyConfig(**d), config_to_dict=asdict)
+class ToyRegressor(torch.nn.Module):
+    def __init__(self, config: ToyConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.lin = torch.nn.Linear(config.width, 1)
+
+
+def test_registered_toy_model_round_trips(tmp_path):
+    assert {"SpectrumAutoencoder", "ToyRegressor"} <= set(registered_models())
+    model = ToyRegressor(ToyConfig(width=6))
+    loaded = load_model(save_model(model, tmp_path / "toy.safetensors"), config=ToyConfig(width=6))
+    assert type(loaded) is ToyRegressor and loaded.config == ToyConfig(width=6)
+    x = torch.randn(5, 6)
+    assert torch.equal(model.lin(x), loaded.lin(x))
+    with pytest.raises(ValueError, match="Linear is not a registered model kind"):
+        save_model(torch.nn.Linear(2, 1), tmp_path / "x.safetensors")
+    bad = _rewrite(tmp_path / "toy.safetensors", tmp_path / "bad.safetensors", kind="Nope")
+    with pytest.raises(CheckpointError, match=r"bad.safetensors: model kind: expected one of .*, got 'Nope'"):
+        load_model(bad)
+
+
+# ---------------------------------------------------------------- run manifests: runs know their inputs
+def test_run_manifest_refuses_a_tampered_input(tmp_path):
+    from speculum.train import check_inputs, read_run_manifest, write_run_manifest
+
+    weights = save_model(SpectrumAutoencoder(SMALL), tmp_path / "ae" / "model.safetensors")
+    shards = tmp_path / "shards"
+    from speculum.autoencode import simulate_dataset
+    from speculum.sim import SimConfig
+
+    simulate_dataset(shards, 16, SimConfig(), seed=0)
+    run = tmp_path / "flow"
+    write_run_manifest(run, {"autoencoder": weights, "data": shards}, {}, {"epochs": 3})
+    doc = read_run_manifest(run)
+    assert doc["inputs"]["autoencoder"]["hash"].startswith("sha256:") and doc["config"] == {"epochs": 3}
+    assert doc["inputs"]["data"]["hash"].startswith("shards:")
+    check_inputs(run, "autoencoder", weights)
+    check_inputs(run, "data", shards)
+    expected = doc["inputs"]["autoencoder"]["hash"]
+    blob = bytearray(weights.read_bytes())
+    blob[-1] ^= 1  # one flipped bit in the last weight
+    weights.write_bytes(bytes(blob))
+    with pytest.raises(ValueError, match=rf"input 'autoencoder' .* expected {expected}, found sha256:[0-9a-f]{{64}}"):
+        check_inputs(run, "autoencoder", weights)
+    with pytest.raises(KeyError, match="no input 'model'"):
+        check_inputs(run, "model", weights)

@@ -1,5 +1,13 @@
-"""Data in and out: survey readers, Parquet shards + manifest, streaming, result tables."""
+"""Data in and out: survey readers, Parquet shards + manifest, streaming, model-ready spectra, result tables.
 
+Modules: :mod:`~speculum.io.sdss` and :mod:`~speculum.io.desi` (survey readers, picked by
+:func:`read_spectra`; both return :class:`SpectrumRecords`), :mod:`~speculum.io.shards`
+(the on-disk format), :mod:`~speculum.io.ingest`, :mod:`~speculum.io.stream`,
+:mod:`~speculum.io.prepare` (spectra -> weights, normalisation, usable rows),
+:mod:`~speculum.io.results` and :mod:`~speculum.io.interop` (specutils, FITS).
+"""
+
+from speculum._files import atomic_write_text
 from speculum.io.ingest import IngestConfig, expand_inputs, ingest
 from speculum.io.interop import (
     from_specutils,
@@ -8,6 +16,8 @@ from speculum.io.interop import (
     to_specutils,
     write_spectra_fits,
 )
+from speculum.io.prepare import PreparedSpectra, pixel_weights, prepare_spectra
+from speculum.io.records import SpectrumFormatError, SpectrumRecords
 from speculum.io.results import read_results, write_results
 from speculum.io.shards import (
     FLUX_UNIT,
@@ -16,18 +26,11 @@ from speculum.io.shards import (
     DataFormatError,
     ShardWriter,
     SpectraSet,
-    atomic_write_text,
+    decode_table,
     split_of,
 )
 from speculum.io.stream import ShardStream
-from speculum.io.surveys import (
-    SpectrumFormatError,
-    SpectrumRecords,
-    read_desi_coadd,
-    read_redshift_table,
-    read_sdss_spec,
-    read_spectra,
-)
+from speculum.io.surveys import read_desi_coadd, read_redshift_table, read_sdss_spec, read_spectra
 
 __all__ = [
     "FLUX_UNIT",
@@ -35,15 +38,19 @@ __all__ = [
     "SCHEMA_VERSION",
     "DataFormatError",
     "IngestConfig",
+    "PreparedSpectra",
     "ShardStream",
     "ShardWriter",
     "SpectraSet",
     "SpectrumFormatError",
     "SpectrumRecords",
     "atomic_write_text",
+    "decode_table",
     "expand_inputs",
     "from_specutils",
     "ingest",
+    "pixel_weights",
+    "prepare_spectra",
     "read_desi_coadd",
     "read_redshift_table",
     "read_results",

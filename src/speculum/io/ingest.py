@@ -6,7 +6,9 @@ resolution matrices: ~435 KB per DESI fibre, ~56 KB per BOSS spectrum), at most
 ``rows_per_shard`` rows and at most ``files_per_shard`` files. A multi-fibre DESI coadd
 larger than the budget is split by fibre ranges across shards; small files share a
 shard. The plan (:func:`plan_shards`) depends only on the sorted inputs, their row counts
-(read from the FITS headers) and the config, so a re-run makes the same shards.
+and the config, so a re-run makes the same shards. Row counts come from the FITS headers
+of DESI coadds and of files whose layout the name does not tell; SDSS/BOSS ``spec-*``
+files hold one spectrum each and are not opened for it (:func:`count_rows`).
 
 Each shard is read *and written* by one worker process, one file (or, for DESI, at most
 ``DESI_CHUNK_ROWS`` = 64 fibres) at a time, each its own Parquet row group; the worker
@@ -15,7 +17,8 @@ at most one chunk (never more than the shard budget), whatever the number of fil
 its rejects and counts go next to it, atomically, in ``part-k.rejects.parquet``. A re-run
 with the same inputs skips shards whose checksum verifies (and whose rejects file exists),
 so an interrupted ingest resumes where it stopped and keeps the rejects of the shards it
-skips; at the end every shard's rejects are merged into ``rejects.parquet``.
+skips; at the end every shard's rejects are merged into ``rejects.parquet``. Temporary
+files that killed workers left in the output folder are removed when it is opened again.
 
 Each file is read by :func:`~speculum.io.surveys.read_spectra`; a survey reader carries
 what the survey says: every object is kept with its ``z`` and class, whatever a model's
@@ -32,7 +35,6 @@ import glob
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
@@ -40,10 +42,12 @@ from pathlib import Path
 
 import numpy as np
 
+from speculum._files import atomic_path
 from speculum._optional import require
 from speculum.instruments import get_instrument
+from speculum.io.records import SpectrumFormatError, SpectrumRecords
 from speculum.io.shards import MANIFEST, DataFormatError, ShardWriter, write_shard_file
-from speculum.io.surveys import SpectrumFormatError, SpectrumRecords, read_spectra
+from speculum.io.surveys import read_spectra
 
 __all__ = ["IngestConfig", "expand_inputs", "ingest", "plan_shards", "row_bytes"]
 
@@ -304,8 +308,11 @@ def _rejects_path(out: Path, index: int) -> Path:
     return out / f"part-{index:05d}{REJECTS_SUFFIX}"
 
 
-def _count_rows(path: Path, instrument: str) -> int:
-    """Rows a file holds, from its headers only (1 when unreadable: the reader reports it)."""
+def count_rows(path: Path, instrument: str) -> int:
+    """Rows a file holds: 1 for an SDSS/BOSS ``spec-*`` file (not opened), else from its
+    headers (DESI ``FIBERMAP``, spPlate images; 1 when unreadable: the reader reports it)."""
+    if instrument != "DESI" and path.name.lower().startswith("spec-"):
+        return 1  # spec-PLATE-MJD-FIBER: one spectrum by definition
     fits = require("astropy.io.fits", "speculum ingest")
     try:
         with fits.open(path) as hdul:
@@ -368,7 +375,7 @@ def ingest(
         raise FileNotFoundError(f"no input files found in {list(map(str, inputs))}")
     instrument = _detect_instrument(files, cfg.instrument)
     out = Path(out)
-    counts = [_count_rows(f, instrument) for f in files]
+    counts = [count_rows(f, instrument) for f in files]
     plan = plan_shards(
         counts,
         row_bytes(instrument, cfg.keep_resolution),
@@ -483,6 +490,5 @@ def _write_rejects(path: Path, rejects: list[dict], counts: dict | None = None) 
         metadata=None if counts is None else {"speculum": json.dumps(counts)},
     )
     table = pa.table({k: [r[k] for r in rejects] for k in ("file", "object_id", "reason")}, schema=schema)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)

@@ -53,7 +53,7 @@ from speculum.instruments import PixelMask, air_to_vacuum, get_instrument
 from speculum.io.shards import FLUX_UNIT
 
 if TYPE_CHECKING:  # pragma: no cover
-    from speculum.io.surveys import SpectrumRecords
+    from speculum.io.records import SpectrumRecords
 
 __all__ = [
     "from_specutils",

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from speculum._files import atomic_path
 from speculum._optional import require
 
 __all__ = ["read_results", "write_results"]
@@ -46,11 +46,11 @@ def write_results(
     lengths = {k: len(v) for k, v in columns.items()}
     if len(set(lengths.values())) > 1:
         raise ValueError(f"columns: expected equal lengths, got {lengths}")
-    path.parent.mkdir(parents=True, exist_ok=True)
     name = path.name.lower()
+    if not name.endswith((".parquet", ".fits", ".fits.gz", ".fit")):
+        raise ValueError(f"{path}: unknown result format; use .parquet or .fits")
     # the temporary name keeps the suffix: astropy compresses by the name (.gz)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    try:
+    with atomic_path(path) as tmp:
         if name.endswith(".parquet"):
             import json
 
@@ -69,7 +69,7 @@ def write_results(
                 arrays.append(a)
             schema = pa.schema(fields, metadata={"speculum": json.dumps(meta, default=str)})
             pq.write_table(pa.Table.from_arrays(arrays, schema=schema), tmp)
-        elif name.endswith((".fits", ".fits.gz", ".fit")):
+        else:  # FITS
             t = require("astropy.table", "writing FITS result tables").Table()
             for k, v in columns.items():
                 arr = np.asarray(v)
@@ -89,11 +89,6 @@ def write_results(
             with warnings.catch_warnings():  # long keys become HIERARCH cards, which is what we want
                 warnings.filterwarnings("ignore", message="Keyword name .* is greater than 8 characters")
                 t.write(tmp, format="fits", overwrite=True)
-        else:
-            raise ValueError(f"{path}: unknown result format; use .parquet or .fits")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)  # only left over when writing failed
     return path
 
 

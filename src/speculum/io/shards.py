@@ -29,9 +29,11 @@ Units are recorded twice: the manifest's ``units`` (``flux``, ``ivar``, ``wave``
 (``unit``) and the schema metadata (``wave_unit``, ``wave_medium``) of every shard.
 :attr:`SpectraSet.flux_unit` and :attr:`SpectraSet.wave_medium` read them back.
 
-Every file is written to a temporary name and renamed into place, and the manifest is
-rewritten after every shard, so an interrupted writer leaves only complete shards that a
-re-run verifies by checksum and skips.
+Every file is written through :func:`speculum._files.atomic_path` (a temporary name in the
+same folder, renamed into place), and the manifest is rewritten after every shard, so an
+interrupted writer leaves only complete shards that a re-run verifies by checksum and
+skips. Temporary files of writers that were killed (``kill -9`` leaves them behind) are
+removed when a :class:`ShardWriter` opens the folder again (:func:`remove_stale_temps`).
 """
 
 from __future__ import annotations
@@ -40,13 +42,16 @@ import hashlib
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from speculum._files import atomic_path, atomic_write_text, sha256_file
 from speculum.instruments import Instrument, get_instrument
 
 __all__ = [
@@ -56,6 +61,8 @@ __all__ = [
     "ShardWriter",
     "SpectraSet",
     "atomic_write_text",
+    "decode_table",
+    "remove_stale_temps",
     "split_of",
     "write_shard_file",
 ]
@@ -95,20 +102,45 @@ def split_of(object_id: str, fractions: tuple[float, float, float] = (0.8, 0.1, 
     return "val" if h < fractions[0] + fractions[1] else "test"
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and an atomic rename."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+#: Temporary files of :func:`speculum._files.atomic_path` (``.tmp-PID-HEX-NAME``) and of
+#: speculum before it (``.NAME.PID.tmp``); group ``pid`` is the writer's process id.
+TEMP_PATTERNS = (re.compile(r"^\.tmp-(?P<pid>\d+)-[0-9a-f]+-.+$"), re.compile(r"^\..+\.(?P<pid>\d+)\.tmp$"))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temps(folder: str | Path) -> list[Path]:
+    """Remove the temporary files that killed writers left in ``folder`` (not recursive).
+
+    A file is removed when its name matches :data:`TEMP_PATTERNS` and the process that
+    wrote it no longer runs, so writers still at work in the folder keep theirs.
+
+    Returns:
+        The removed paths.
+    """
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for path in folder.iterdir():
+        m = next((m for p in TEMP_PATTERNS if (m := p.match(path.name))), None)
+        if m is None or not path.is_file() or _alive(int(m["pid"])):
+            continue
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    if removed:
+        log.info("%s: removed %d temporary file(s) of interrupted writers", folder, len(removed))
+    return removed
 
 
 def _to_arrow(columns: dict[str, object], flux_unit: str | None = None):
@@ -186,30 +218,24 @@ def write_shard_file(
     parts = [columns] if isinstance(columns, dict) else columns
     name = f"part-{index:05d}.parquet"
     path = out / name
-    tmp = out / f".{name}.{os.getpid()}.tmp"
     writer, rows, splits = None, 0, dict.fromkeys(SPLITS, 0)
-    try:
+    # exits in reverse: the Parquet writer closes, then atomic_path renames (or removes on error)
+    with ExitStack() as stack:
         for part in parts:
             cols = _check_columns(part, n_pix)
             if len(cols["object_id"]) == 0:
                 continue
             table = _to_arrow(cols, flux_unit)
-            if writer is None:
-                writer = pq.ParquetWriter(tmp, table.schema, compression="lz4")
+            if writer is None:  # the file exists only once there is a row
+                tmp = stack.enter_context(atomic_path(path))
+                writer = stack.enter_context(closing(pq.ParquetWriter(tmp, table.schema, compression="lz4")))
             writer.write_table(table)
             rows += table.num_rows
             for s in cols["split"]:
                 splits[s] += 1
-        if writer is None:
-            return None
-        writer.close()
-        os.replace(tmp, path)
-    except BaseException:
-        if writer is not None:
-            writer.close()
-        tmp.unlink(missing_ok=True)
-        raise
-    return {"index": index, "path": name, "n_rows": rows, "sha256": _sha256(path), "splits": splits}
+    if writer is None:
+        return None
+    return {"index": index, "path": name, "n_rows": rows, "sha256": sha256_file(path), "splits": splits}
 
 
 class ShardWriter:
@@ -245,6 +271,7 @@ class ShardWriter:
         self.provenance = provenance
         self.extra = extra or {}
         self.shards: dict[int, dict] = {}
+        remove_stale_temps(self.out)
         path = self.out / MANIFEST
         if path.exists():
             old = json.loads(path.read_text())
@@ -259,7 +286,7 @@ class ShardWriter:
         if entry is None:
             return False
         path = self.out / entry["path"]
-        ok = path.exists() and _sha256(path) == entry["sha256"]
+        ok = path.exists() and sha256_file(path) == entry["sha256"]
         if not ok:
             log.warning("shard %s is missing or corrupt; it will be rewritten", path)
             del self.shards[index]
@@ -400,25 +427,9 @@ class SpectraSet:
             arrays, variable-length lists as object arrays of 1-D arrays.
         """
         import pyarrow as pa
-        import pyarrow.compute as pc
-        import pyarrow.parquet as pq
 
-        if split is not None and split not in SPLITS:
-            raise ValueError(f"split: expected one of {SPLITS}, got {split!r}")
         tables, n = [], 0
-        want = None if columns is None else list(dict.fromkeys([*columns, *(["split"] if split else [])]))
-        for entry in self.manifest["shards"]:
-            path = self.root / entry["path"]
-            if not path.exists():
-                raise DataFormatError(f"{path}: shard listed in the manifest is missing")
-            try:
-                table = pq.read_table(path, columns=want)
-            except (pa.ArrowInvalid, OSError) as err:
-                raise DataFormatError(f"{path}: cannot read shard ({err})") from None
-            except KeyError as err:
-                raise DataFormatError(f"{path}: no column {err}") from None
-            if split is not None:
-                table = table.filter(pc.equal(table["split"], split))
+        for table in self._tables(columns, split, None):
             tables.append(table)
             n += table.num_rows
             if limit is not None and n >= limit:
@@ -445,6 +456,12 @@ class SpectraSet:
         Yields:
             Column name to array, decoded as in :meth:`read`.
         """
+        for table in self._tables(columns, split, batch_size):
+            if table.num_rows:
+                yield decode_table(table, columns)
+
+    def _tables(self, columns: Sequence[str] | None, split: str | None, batch_size: int | None):
+        """Arrow tables of the split's rows: one per shard (``batch_size`` None) or per record batch."""
         import pyarrow as pa
         import pyarrow.compute as pc
         import pyarrow.parquet as pq
@@ -457,28 +474,48 @@ class SpectraSet:
             if not path.exists():
                 raise DataFormatError(f"{path}: shard listed in the manifest is missing")
             try:
-                for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=want):
-                    table = pa.Table.from_batches([batch])
-                    if split is not None:
-                        table = table.filter(pc.equal(table["split"], split))
-                    if table.num_rows:
-                        yield decode_table(table, columns)
+                if batch_size is None:
+                    parts = [pq.read_table(path, columns=want)]
+                else:
+                    parts = (
+                        pa.Table.from_batches([b])
+                        for b in pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=want)
+                    )
+                for table in parts:
+                    yield table.filter(pc.equal(table["split"], split)) if split is not None else table
             except (pa.ArrowInvalid, OSError) as err:
                 raise DataFormatError(f"{path}: cannot read shard ({err})") from None
+            except KeyError as err:
+                raise DataFormatError(f"{path}: no column {err}") from None
 
 
 def decode_table(table, columns: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-    """Arrow table -> numpy columns: fixed-size lists as ``(N, L)`` arrays, strings as object
-    arrays, variable-length lists as object arrays of 1-D arrays, scalars as 1-D arrays."""
+    """Arrow -> numpy: the one decoder of shard and result columns.
+
+    Args:
+        table: A ``pyarrow.Table`` or ``RecordBatch`` of ``N`` rows.
+        columns: Columns to decode (default: all, in table order).
+
+    Returns:
+        Column name to array: fixed-size lists as ``(N, L)`` arrays (slice offsets
+        respected), strings as object arrays ``(N,)``, variable-length lists as object
+        arrays ``(N,)`` of 1-D arrays, scalars as 1-D arrays (nulls of floats as NaN).
+        Single-chunk numeric columns without nulls are views of the Arrow buffers.
+    """
     import pyarrow as pa
 
     out = {}
     for name in table.column_names if columns is None else columns:
-        col = table[name].combine_chunks()
+        col = table[name]
+        if isinstance(col, pa.ChunkedArray):
+            col = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
         if pa.types.is_fixed_size_list(col.type):
             out[name] = col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), col.type.list_size)
-        elif pa.types.is_list(col.type):
-            out[name] = np.array([np.asarray(v.values) for v in col], dtype=object)
+        elif pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
+            rows = np.empty(len(col), dtype=object)
+            for i, v in enumerate(col):
+                rows[i] = np.asarray(v.values)
+            out[name] = rows
         elif pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
             out[name] = np.array(col.to_pylist(), dtype=object)
         else:

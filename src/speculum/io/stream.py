@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from speculum.io.shards import SpectraSet
+from speculum._runtime import rank_world
+from speculum.io.shards import SpectraSet, decode_table
 
 __all__ = ["ShardStream", "rank_world"]
 
@@ -95,20 +96,6 @@ class ShardStream(torch.utils.data.IterableDataset):
         }
         return sum(counts[Path(p).name] for p in shards)
 
-    def _decode(self, batch) -> dict[str, np.ndarray | list]:
-        import pyarrow as pa
-
-        cols = {}
-        for name in self.columns:
-            col = batch.column(name)
-            if pa.types.is_fixed_size_list(col.type):
-                cols[name] = col.values.to_numpy(zero_copy_only=False).reshape(len(col), col.type.list_size)
-            elif pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-                cols[name] = col.to_pylist()
-            else:
-                cols[name] = col.to_numpy(zero_copy_only=False)
-        return cols
-
     def empty_columns(self) -> dict[str, np.ndarray]:
         """Zero-row columns with the dtypes and row shapes of the data, e.g. flux (0, L)."""
         import pyarrow as pa
@@ -117,7 +104,8 @@ class ShardStream(torch.utils.data.IterableDataset):
         schema = pq.read_schema(self.data.root / self.data.manifest["shards"][0]["path"])
         fields = [schema.field(name) for name in self.columns]
         empty = pa.record_batch([pa.array([], type=f.type) for f in fields], names=self.columns)
-        return {k: np.array(v, dtype=np.str_ if isinstance(v, list) else None) for k, v in self._decode(empty).items()}
+        strings = {f.name for f in fields if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)}
+        return {k: v.astype(np.str_) if k in strings else v for k, v in decode_table(empty, self.columns).items()}
 
     def _rows(self, shard: Path) -> Iterator[dict]:
         import pyarrow.compute as pc
@@ -127,7 +115,7 @@ class ShardStream(torch.utils.data.IterableDataset):
         for batch in pq.ParquetFile(shard).iter_batches(batch_size=self.batch_rows, columns=want):
             if self.split:
                 batch = batch.filter(pc.equal(batch.column("split"), self.split))
-            cols = self._decode(batch)
+            cols = decode_table(batch, self.columns)
             for i in range(batch.num_rows):
                 # copy: a view would keep the whole decoded batch alive while the row waits in the buffer
                 yield {k: (v[i].copy() if isinstance(v, np.ndarray) and v.ndim == 2 else v[i]) for k, v in cols.items()}
@@ -173,10 +161,3 @@ class ShardStream(torch.utils.data.IterableDataset):
         rank, world = rank_world()
         wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
         return self.iter_rows(rank, world, wid, nw)
-
-
-def rank_world() -> tuple[int, int]:
-    """``(rank, world size)`` of this process under ``torch.distributed``, ``(0, 1)`` without it."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1

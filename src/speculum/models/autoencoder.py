@@ -9,9 +9,10 @@ from torch import nn
 
 from speculum._checks import check_finite, check_nonnegative, check_shape
 from speculum.instruments import Instrument, get_instrument
-from speculum.models.config import AutoencoderConfig, check_restframe_coverage
+from speculum.models.config import AutoencoderConfig, check_restframe_coverage, config_from_dict
 from speculum.models.encoder import SpectrumEncoder
 from speculum.models.layers import MLP, SpeculatorActivation
+from speculum.models.registry import register_model
 from speculum.physics import (
     NORMALIZATION_RANGE,
     apply_resolution_matrix,
@@ -65,6 +66,7 @@ class SpectrumDecoder(nn.Module):
         return self.mlp(s)
 
 
+@register_model("SpectrumAutoencoder", config_from_dict=config_from_dict)
 class SpectrumAutoencoder(nn.Module):
     """The SPENDER autoencoder with an explicit, differentiable forward model.
 

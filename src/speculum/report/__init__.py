@@ -1,5 +1,13 @@
-"""Self-contained HTML reports; each method contributes sections."""
+"""Self-contained HTML reports: one builder; each method contributes sections."""
 
-from speculum.report.builder import Report, figure_to_html
+from speculum.report.builder import (
+    METHODS,
+    Report,
+    build_report,
+    figure_to_html,
+    pyplot,
+    register_sections,
+    table_to_html,
+)
 
-__all__ = ["Report", "figure_to_html"]
+__all__ = ["METHODS", "Report", "build_report", "figure_to_html", "pyplot", "register_sections", "table_to_html"]

@@ -6,21 +6,34 @@ can be mailed or archived alone. Adding a section for a new method is one call::
     report = Report("My run")
     report.add("Outliers", figure_to_html(fig, "caption"))
     report.write("report.html")
+
+Methods contribute the sections of their run folders with :func:`register_sections`;
+:func:`build_report` (``speculum report RUN``) finds which methods a run folder holds and
+puts all their sections into one page.
 """
 
 from __future__ import annotations
 
 import base64
 import html
+import importlib
+import inspect
 import io
-import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from speculum import __version__
+from speculum._files import atomic_write_text
+from speculum._optional import require
 
-__all__ = ["Report", "figure_to_html", "table_to_html"]
+__all__ = ["METHODS", "Report", "build_report", "figure_to_html", "pyplot", "register_sections", "table_to_html"]
+
+METHODS = ("autoencode",)
+"""Method packages (``speculum.<name>``) whose report sections :func:`build_report` looks for."""
+
+_PROVIDERS: dict[str, tuple[Callable[[Path], bool], Callable[..., list[tuple[str, str]]]]] = {}
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
@@ -31,6 +44,15 @@ nav a{margin-right:1em}figure{margin:1em 0}figure img{max-width:100%;height:auto
 figcaption{font-size:.9em;color:#555}table{border-collapse:collapse;font-size:.9em}
 td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}th{background:#f5f5f5}.meta{color:#666;font-size:.9em}
 """
+
+
+def pyplot():
+    """``matplotlib.pyplot`` with the non-interactive Agg backend (an install hint when matplotlib is missing)."""
+    matplotlib = require("matplotlib", "the HTML report")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def figure_to_html(fig, caption: str = "", dpi: int = 90) -> str:
@@ -97,9 +119,52 @@ class Report:
 
     def write(self, path: str | Path) -> Path:
         """Write atomically (temporary file + rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(self.render(), encoding="utf-8")
-        os.replace(tmp, path)
-        return path
+        return atomic_write_text(path, self.render())
+
+
+def register_sections(method: str, holds: Callable[[Path], bool]):
+    """Decorator: ``fn(run_dir, **options) -> [(title, html), ...]`` gives ``method``'s report sections.
+
+    Args:
+        method: The method package's name (``autoencode``, ``outliers``, ...).
+        holds: ``holds(run_dir)`` says whether a run folder holds that method's results.
+    """
+
+    def deco(fn: Callable[..., list[tuple[str, str]]]) -> Callable[..., list[tuple[str, str]]]:
+        _PROVIDERS[method] = (holds, fn)
+        return fn
+
+    return deco
+
+
+def build_report(run_dir: str | Path, out: str | Path | None = None, title: str | None = None, **options) -> Path:
+    """One HTML page with the sections of every method whose results ``run_dir`` holds.
+
+    Args:
+        run_dir: A run folder (e.g. of ``speculum train``).
+        out: HTML file (default ``run_dir/report.html``).
+        title: Page title (default: names the methods found).
+        **options: Passed to each method's section function that takes them (e.g. ``data=``,
+            ``progress=``).
+
+    Raises:
+        FileNotFoundError: when no method recognises the folder.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir}: no such run folder")
+    for name in METHODS:
+        importlib.import_module(f"speculum.{name}")  # registers its sections
+    found = [m for m, (holds, _) in _PROVIDERS.items() if holds(run_dir)]
+    if not found:
+        raise FileNotFoundError(
+            f"{run_dir}: holds no results of any method ({', '.join(sorted(_PROVIDERS))}); "
+            "is it a run folder of `speculum train`?"
+        )
+    page = Report(title or f"speculum: {', '.join(found)}", subtitle=f"run: {run_dir.resolve()}")
+    for m in found:
+        fn = _PROVIDERS[m][1]
+        accepted = inspect.signature(fn).parameters
+        for name, body in fn(run_dir, **{k: v for k, v in options.items() if k in accepted}):
+            page.add(name, body)
+    return page.write(Path(out) if out is not None else run_dir / "report.html")

@@ -42,7 +42,8 @@ are added and flagged in the mask (with ``ivar = 0``) as a pipeline would, and p
 bright sky lines carry the ``SKY_LINE`` bit. Observed flux densities equal the restframe
 ones at ``lambda / (1+z)`` (no ``(1+z)`` dimming: amplitudes are drawn directly).
 
-Anomalies (rate and classes configurable), each with its wavelength windows in the truth:
+Anomalies (rate and classes configurable), each with its wavelength windows in the truth;
+each class is a small registered class in :mod:`speculum.sim.anomalies`:
 
 * ``agn``: broad Balmer and Mg II lines (FWHM 2000-8000 km/s) plus a power-law continuum;
 * ``star_blend``: a MaStar star at ``z ~ 0`` adding 20-60 % of the flux;
@@ -89,14 +90,16 @@ from speculum.physics import (
     gaussian_kernel,
     resample_log_uniform,
 )
+from speculum.schema import spectra_columns
+from speculum.sim.anomalies import ANOMALY_CLASSES, Anomaly, Stage, anomaly_registry
+from speculum.sim.block import BlockState, uniform
+from speculum.sim.lines import C_KMS, NARROW_LINES
 from speculum.sim.templates import Templates, load_templates
 
 __all__ = [
-    "ANOMALY_CLASSES",
     "BLOCK_SIZE",
     "CLASSES",
     "DESI_RESOLUTION_SIGMA",
-    "NARROW_LINES",
     "GalaxySimulator",
     "SimConfig",
     "SimulatedSpectra",
@@ -105,35 +108,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-C_KMS = 299_792.458
-ANOMALY_CLASSES = ("agn", "star_blend", "reddened", "odd_lines", "pair", "artefact")
 CLASSES = ("normal", *ANOMALY_CLASSES)
 BLOCK_SIZE = 512
 
-NARROW_LINES = {
-    "[OII]3726": 3727.092,
-    "[OII]3729": 3729.875,
-    "[NeIII]3869": 3869.86,
-    "Hdelta": 4102.89,
-    "Hgamma": 4341.68,
-    "Hbeta": 4862.68,
-    "[OIII]4959": 4960.295,
-    "[OIII]5007": 5008.240,
-    "HeI5876": 5877.25,
-    "[OI]6300": 6302.046,
-    "[NII]6548": 6549.86,
-    "Halpha": 6564.61,
-    "[NII]6583": 6585.27,
-    "[SII]6716": 6718.29,
-    "[SII]6731": 6732.67,
-}
-"""Vacuum restframe wavelengths (Angstrom) of the simulated narrow emission lines."""
-
-BROAD_LINES = {"MgII2799": 2799.12, "Hdelta": 4102.89, "Hgamma": 4341.68, "Hbeta": 4862.68, "Halpha": 6564.61}
-_BROAD_RATIO = torch.tensor([1.6 / 3.1, 0.25 / 3.1, 0.45 / 3.1, 1 / 3.1, 1.0])  # relative to Halpha
-
-# observed-frame windows (A) of strong stellar features, for star + galaxy blends
-STAR_FEATURES = ((3925, 3980), (4290, 4320), (5160, 5200), (5885, 5900), (6555, 6575), (7050, 7250), (8490, 8670))
 # observed-frame telluric bands (A): O2 B and A bands, H2O; relative residual strengths
 TELLURIC_BANDS = ((6867, 6884, 0.5), (7594, 7621, 1.0), (7170, 7330, 0.3), (8130, 8350, 0.3), (8940, 9300, 0.4))
 _SIGMA_LADDER = (55.0, 80.0, 115.0, 160.0, 220.0, 300.0, 400.0)  # total km/s
@@ -171,7 +148,8 @@ class SimConfig:
     Attributes:
         instrument: ``"SDSS"``, ``"BOSS"`` or ``"DESI"``.
         anomaly_rate: Fraction of spectra that are anomalies.
-        anomaly_classes: Which anomaly classes to draw from (uniformly).
+        anomaly_classes: Which anomaly classes to draw from (uniformly): names registered
+            in :mod:`speculum.sim.anomalies` (default: the built-in :data:`ANOMALY_CLASSES`).
         redshift: ``"sdss-mgs"`` (``dN/dz ~ z^2 exp(-(z/0.071)^1.5)``, median 0.10, like
             the SDSS main galaxy sample) or ``"uniform"``.
         z_min: Smallest redshift.
@@ -220,10 +198,12 @@ class SimConfig:
         inst = get_instrument(self.instrument)
         if not 0.0 <= self.anomaly_rate <= 1.0:
             raise ValueError(f"anomaly_rate: expected a fraction in [0, 1], got {self.anomaly_rate}")
-        unknown = set(self.anomaly_classes) - set(ANOMALY_CLASSES)
+        registered = tuple(anomaly_registry())
+        unknown = set(self.anomaly_classes) - set(registered)
         if unknown or (self.anomaly_rate > 0 and not self.anomaly_classes):
             raise ValueError(
-                f"anomaly_classes: expected a non-empty subset of {ANOMALY_CLASSES}, got {unknown or '()'}"
+                f"anomaly_classes: expected a non-empty subset of the registered classes {registered}, "
+                f"got {sorted(unknown) if unknown else '()'}"
             )
         if self.redshift not in ("sdss-mgs", "uniform"):
             raise ValueError(f"redshift: expected 'sdss-mgs' or 'uniform', got {self.redshift!r}")
@@ -328,22 +308,24 @@ class SimulatedSpectra:
         )
 
     def columns(self, instrument: str) -> dict[str, object]:
-        """Rows as columns of the spectra shard format (truth prefixed ``truth_``)."""
-        cols: dict[str, object] = {
-            "object_id": list(self.object_id),
-            "survey": ["sim"] * len(self),
-            "instrument": [instrument] * len(self),
-            "z": self.z,
-            "z_err": np.zeros(len(self), dtype=np.float32),
-            "flux": self.flux,
-            "ivar": self.ivar,
-            "mask": self.mask,
-        }
-        if self.resolution is not None:  # as ingest writes real DESI coadds: D * L float32 per row
-            cols["resolution"] = self.resolution.reshape(len(self), -1).astype(np.float32, copy=False)
-        cols.update({f"truth_{k}": v for k, v in self.truth.items()})
-        cols["truth_windows"] = [w.reshape(-1) for w in self.windows]
-        return cols
+        """Rows as columns of the spectra shard format (:func:`~speculum.schema.spectra_columns`).
+
+        Truth columns are prefixed ``truth_``; ``truth_windows`` holds each row's windows
+        flattened to ``(2 k,)``. DESI rows carry their resolution matrices as ingest writes real
+        coadds (``D * L`` float32 per row).
+        """
+        return spectra_columns(
+            self.object_id,
+            "sim",
+            instrument,
+            self.z,
+            self.flux,
+            self.ivar,
+            self.mask,
+            resolution=self.resolution,
+            **{f"truth_{k}": v for k, v in self.truth.items()},
+            truth_windows=[w.reshape(-1) for w in self.windows],
+        )
 
     def select(self, idx: np.ndarray | slice) -> SimulatedSpectra:
         ids = np.asarray(self.object_id)[idx]
@@ -371,6 +353,8 @@ class GalaxySimulator:
             variance of a spectrum is ``config.sky_counts * sky`` in counts.
         uses_resolution_matrix: Whether spectra go through per-spectrum resolution
             matrices (DESI) rather than one Gaussian of the instrument's resolution.
+        anomalies: One instance of every registered anomaly class
+            (:mod:`speculum.sim.anomalies`), in the order they act.
     """
 
     def __init__(self, config: SimConfig | None = None, templates: Templates | None = None) -> None:
@@ -402,13 +386,12 @@ class GalaxySimulator:
         self.norm_idx = torch.nonzero(norm_sel).squeeze(1)
         self.idx_halpha = int(torch.argmin((self.wave_t - NARROW_LINES["Halpha"]).abs()))
         self.narrow_wave = torch.tensor(list(NARROW_LINES.values()), dtype=torch.float64)
-        self.broad_wave = torch.tensor(list(BROAD_LINES.values()), dtype=torch.float64)
         self.k_narrow = self._k_at(self.narrow_wave)
-        self.k_broad = self._k_at(self.broad_wave)
         self.sky = self._sky_spectrum()
         self.telluric = self._telluric_profile()
         self.dlam = torch.from_numpy(np.gradient(self.instrument.wave_obs))
-        self._artefact_starts = self._unmasked_starts()
+        classes = sorted(anomaly_registry().values(), key=lambda c: c.stage)  # stable: registration order
+        self.anomalies: tuple[Anomaly, ...] = tuple(c(self) for c in classes)
 
     # ------------------------------------------------------------------ public API
     def simulate(self, n: int, seed: int = 0, start: int = 0) -> SimulatedSpectra:
@@ -437,28 +420,187 @@ class GalaxySimulator:
             part = self._block(seed, b)
             yield part if hi - lo == BLOCK_SIZE else part.select(slice(lo - b * BLOCK_SIZE, hi - b * BLOCK_SIZE))
 
-    # ------------------------------------------------------------------ pieces
-    def _unmasked_starts(self) -> dict[str, torch.Tensor]:
-        """First pixels of artefacts whose pixels the sky mask leaves usable.
+    # ------------------------------------------------------------------ one block, step by step
+    def _block(self, seed: int, block: int) -> SimulatedSpectra:
+        """Simulate block ``block`` of the data set ``seed`` (``BLOCK_SIZE`` objects).
 
-        ``"spike"``: 3-pixel runs centred on faint sky lines below the instrument's masking
-        threshold (sky-subtraction residuals); ``"hot"``: any clean 3-pixel run; ``w`` (an
-        int as text, 5-20): clean runs of ``w`` pixels for bad columns.
+        The steps run in this order and draw from the block's generator in turn; changing
+        the order, or a draw within a step, changes every simulated data set.
         """
-        inst = self.instrument
-        masked = np.concatenate([[0], np.cumsum(inst.sky_mask)])
-        length = inst.n_pixels
-        out: dict[str, torch.Tensor] = {}
-        for w in (3, *range(5, 21)):
-            starts = np.nonzero(masked[w:] - masked[:-w] == 0)[0]
-            out["hot" if w == 3 else str(w)] = torch.from_numpy(starts[starts + w <= length])
-        lines, inten = sky_lines(0.0)
-        faint = lines[(inten < inst.sky_min_intensity) & (lines > inst.wave_obs[2]) & (lines < inst.wave_obs[-3])]
-        p0 = np.array([inst.pixel_of(lam) - 1 for lam in faint], dtype=np.int64)
-        p0 = p0[np.isin(p0, out["hot"].numpy())]
-        out["spike"] = torch.from_numpy(p0) if len(p0) else out["hot"]
-        return out
+        state = self._draw_block(seed, block)
+        self._apply_anomalies(state, Stage.PARAMETERS)
+        self._draw_galaxies(state)
+        self._apply_anomalies(state, Stage.NARROW_LINES)
+        self._apply_anomalies(state, Stage.RESTFRAME)
+        self._observe_galaxies(state)
+        self._apply_anomalies(state, Stage.OBSERVED)
+        self._absorb_telluric(state)
+        self._apply_line_spread(state)
+        self._add_noise(state)
+        self._add_glitches(state)
+        self._apply_anomalies(state, Stage.DETECTOR)
+        return self._collect(state)
 
+    def _draw_block(self, seed: int, block: int) -> BlockState:
+        """Seed the block's generator by ``(seed, block)``; draw redshifts and classes."""
+        cfg = self.config
+        words = np.random.SeedSequence([seed, block]).generate_state(2, dtype=np.uint32)
+        gen = torch.Generator().manual_seed(int(words[0]) << 32 | int(words[1]))
+        n = BLOCK_SIZE
+        z = self._draw_redshift(gen, n)
+        is_anom = uniform(gen, n) < cfg.anomaly_rate
+        which = torch.randint(0, max(len(cfg.anomaly_classes), 1), (n,), generator=gen)
+        code = torch.where(is_anom, which + 1, torch.zeros_like(which)).numpy()
+        has = {a.name: np.zeros(n, dtype=bool) for a in self.anomalies}
+        for i, c in enumerate(cfg.anomaly_classes):
+            has[c] = code == i + 1
+        return BlockState(
+            seed=seed,
+            block=block,
+            gen=gen,
+            z=z,
+            cls=np.array(["normal", *cfg.anomaly_classes])[code],
+            rows={c: torch.nonzero(torch.from_numpy(h)).squeeze(1) for c, h in has.items()},
+            show=cfg.render_anomalies,
+            params=[{} for _ in range(n)],
+            windows=[[] for _ in range(n)],
+        )
+
+    def _apply_anomalies(self, state: BlockState, stage: Stage) -> None:
+        """Run the anomaly classes of ``stage`` (each on its rows, possibly none) and store their truth."""
+        for anomaly in self.anomalies:
+            if anomaly.stage is stage:
+                rows = state.rows[anomaly.name]
+                truth = anomaly.apply(state, rows, state.gen)
+                for i, (params, windows) in zip(rows.tolist(), truth, strict=True):
+                    state.params[i], state.windows[i] = params, windows
+
+    def _draw_galaxies(self, state: BlockState) -> None:
+        """Draw the restframe galaxies (:meth:`draw_galaxies`) and their narrow-line tables."""
+        n = state.n
+        gal = self.draw_galaxies(state.gen, n, a_v_override=state.a_v_override)
+        state.galaxies, state.cont = gal, gal["cont"]
+        state.line_wave = self.narrow_wave.expand(n, -1).clone()
+        state.line_flux = gal["line_flux"].clone()
+        state.line_sigma = gal["sigma_gas"][:, None].expand(-1, len(NARROW_LINES)).clone()
+        state.extra_wave, state.extra_flux = torch.zeros_like(state.line_wave), torch.zeros_like(state.line_flux)
+        state.extra_sigma = state.line_sigma
+
+    def _observe_galaxies(self, state: BlockState) -> None:
+        """Redshift and resample the restframe continuum, then render every line at ``lambda (1 + z)``.
+
+        ``config.emission_lines=False`` renders the narrow lines (and second peaks) with zero
+        flux; their drawn fluxes stay in the state for the truth. Sets ``state.model`` and
+        ``state.amplitude`` (the typical level of the galaxy alone).
+        """
+        z = state.z
+        model, _ = self.observe(state.cont, z)
+        line_flux, extra_flux = state.line_flux, state.extra_flux
+        if not self.config.emission_lines:
+            line_flux, extra_flux = torch.zeros_like(line_flux), torch.zeros_like(extra_flux)
+        self.render_lines(model, state.line_wave, line_flux, state.line_sigma, z)
+        dbl = torch.nonzero(extra_flux.abs().sum(1) > 0).squeeze(1)
+        second_peaks = (dbl, state.extra_wave[dbl], extra_flux[dbl], state.extra_sigma[dbl])
+        for rows, centre, flux, sigma in (second_peaks, *state.added_lines):
+            if len(rows):
+                sub = torch.zeros(len(rows), model.shape[1])
+                self.render_lines(sub, centre, flux, sigma, z[rows])
+                model[rows] += sub
+        state.model = model
+        state.amplitude = self.observed_level(model)
+
+    def _absorb_telluric(self, state: BlockState) -> None:
+        """Residual telluric absorption (after pipeline correction): O2 A/B and H2O bands, up to 6 % deep."""
+        state.telluric_depth = (0.06 * uniform(state.gen, state.n)).float()
+        state.model *= 1 - state.telluric_depth[:, None] * self.telluric
+
+    def _apply_line_spread(self, state: BlockState) -> None:
+        """DESI: each spectrum through its own resolution matrix (others: already in the widths)."""
+        if self.uses_resolution_matrix:
+            state.resolution = self._resolution_matrices(self._resolution_sigma(state.gen, state.n))
+            state.model = apply_resolution_matrix(state.model, state.resolution)
+
+    def _add_noise(self, state: BlockState) -> None:
+        """Brightness, noise and the sky-line mask: variance = object + sky in counts.
+
+        The sky level is the same for every object; ``var = a * model + S * a**2 * sky``
+        with ``a = amplitude / brightness`` (normalised flux per count).
+        """
+        cfg, gen, n, model = self.config, state.gen, state.n, state.model
+        length = model.shape[1]
+        state.brightness = cfg.brightness_median * 10 ** (
+            cfg.snr_scatter_dex * torch.randn(n, generator=gen, dtype=torch.float64).clamp(-3.0, 3.0)
+        )
+        a = (state.amplitude / state.brightness).float()
+        var = a[:, None] * model.clamp_min(0) + (cfg.sky_counts * a**2)[:, None] * self.sky
+        state.sigma = var.sqrt()
+        state.snr = (model / state.sigma).median(dim=1).values
+        state.flux = model + state.sigma * torch.randn(n, length, generator=gen)
+        state.ivar = 1.0 / var
+        state.mask = torch.zeros(n, length, dtype=torch.int32)
+        state.mask[:, torch.from_numpy(self.instrument.sky_mask.copy())] |= int(PixelMask.SKY_LINE)
+
+    def _add_glitches(self, state: BlockState) -> None:
+        """Flagged glitches, as a pipeline flags them (``ivar = 0``): cosmic rays and bad columns."""
+        cfg, gen, n = self.config, state.gen, state.n
+        flux, ivar, mask, sigma = state.flux, state.ivar, state.mask, state.sigma
+        length = flux.shape[1]
+        n_cr = torch.poisson(torch.full((n,), cfg.cosmic_rays, dtype=torch.float64), generator=gen).long()
+        rows = torch.repeat_interleave(torch.arange(n), n_cr)
+        if len(rows):
+            start = torch.randint(0, length - 2, (len(rows),), generator=gen)
+            two = torch.rand(len(rows), generator=gen) < 0.4  # 40 % hit two pixels
+            amp = 10 + 90 * torch.rand(len(rows), generator=gen)
+            r_idx = torch.cat([rows, rows[two]])
+            p_idx = torch.cat([start, start[two] + 1])
+            flux[r_idx, p_idx] += torch.cat([amp, amp[two]]) * sigma[r_idx, p_idx]
+            mask[r_idx, p_idx] |= int(PixelMask.COSMIC_RAY)
+            ivar[r_idx, p_idx] = 0
+        level = state.amplitude.float()
+        bad_col = uniform(gen, n) < cfg.bad_column_fraction
+        for i in torch.nonzero(bad_col).squeeze(1).tolist():
+            w = int(torch.randint(5, 21, (1,), generator=gen))
+            p0 = int(torch.randint(0, length - w, (1,), generator=gen))
+            flux[i, p0 : p0 + w] += float(20 * (uniform(gen, 1) - 0.5)) * level[i]
+            mask[i, p0 : p0 + w] |= int(PixelMask.BAD_COLUMN)
+            ivar[i, p0 : p0 + w] = 0
+
+    def _collect(self, state: BlockState) -> SimulatedSpectra:
+        """The block as :class:`SimulatedSpectra`, with its truth columns."""
+        z, gal, n = state.z, state.galaxies, state.n
+        # observed-frame integrated line fluxes (sum of both peaks for double-peaked lines), as drawn
+        obs_line_flux = ((state.line_flux + state.extra_flux) * (1 + z[:, None])).float()
+        ids = [f"sim-{state.seed}-{state.block * BLOCK_SIZE + i:09d}" for i in range(n)]
+        truth = {
+            "class": state.cls,
+            "snr": state.snr.numpy(),
+            "brightness": state.brightness.float().numpy(),
+            "amplitude": state.amplitude.numpy().astype(np.float32),
+            "a_v": gal["a_v"].float().numpy(),
+            "sigma_v": gal["sigma_v"].float().numpy(),
+            "sigma_gas": gal["sigma_gas"].float().numpy(),
+            "metallicity": gal["metallicity"].float().numpy(),
+            "age_mw_gyr": gal["age_mw_gyr"].float().numpy(),
+            "ssfr": gal["ssfr"].float().numpy(),
+            "ew_halpha": gal["ew_halpha"].float().numpy(),
+            "line_class": gal["line_class"],
+            "telluric_depth": state.telluric_depth.numpy(),
+            "line_flux": obs_line_flux.numpy(),
+            "anomaly_params": np.array([json.dumps(p, sort_keys=True) for p in state.params]),
+        }
+        return SimulatedSpectra(
+            object_id=ids,
+            flux=state.flux.numpy(),
+            ivar=state.ivar.numpy(),
+            mask=state.mask.numpy(),
+            z=z.numpy(),
+            noiseless=state.model.numpy(),
+            truth=truth,
+            windows=[np.array(w, dtype=np.float64).reshape(-1, 2) for w in state.windows],
+            resolution=None if state.resolution is None else state.resolution.numpy(),
+        )
+
+    # ------------------------------------------------------------------ pieces of the steps
     def _resolution_sigma(self, gen: torch.Generator, n: int) -> torch.Tensor:
         """Per-spectrum Gaussian width of the DESI resolution, pixels, shape ``(n, L)``, float32.
 
@@ -530,24 +672,74 @@ class GalaxySimulator:
         t = (u - cdf[idx - 1]) / (cdf[idx] - cdf[idx - 1]).clamp_min(1e-300)
         return grid[idx - 1] + t * (grid[idx] - grid[idx - 1])
 
-    def _galaxies(self, gen: torch.Generator, n: int, a_v_override: torch.Tensor | None = None) -> dict:
-        """Restframe galaxies: normalised continuum ``(n, L_t)`` and narrow-line table."""
-        r = lambda *s: torch.rand(*s, generator=gen, dtype=torch.float64)  # noqa: E731
-        g = lambda *s: torch.randn(*s, generator=gen, dtype=torch.float64)  # noqa: E731
+    def draw_galaxies(self, gen: torch.Generator, n: int, a_v_override: torch.Tensor | None = None) -> dict:
+        """Draw ``n`` restframe galaxies: stars, dust and narrow lines, from ``gen`` in this order.
+
+        Args:
+            gen: Random generator (the block's).
+            n: Number of galaxies.
+            a_v_override: ``A_V`` to impose ``(n,)`` where not NaN, or None.
+
+        Returns:
+            ``cont`` (normalised restframe continuum ``(n, L_t)``, float32, mean 1 over
+            :data:`~speculum.physics.NORMALIZATION_RANGE`), ``line_flux`` (narrow lines ``(n, m)``
+            in the order of :data:`NARROW_LINES`, normalised flux density x Angstrom, float64),
+            ``sigma_gas`` (km/s), ``a_v``, ``sigma_v``, ``age_mw_gyr``, ``metallicity``, ``ssfr``
+            (per yr), ``ew_halpha`` (A), ``quenched`` (all ``(n,)``) and ``line_class``
+            (``sf``, ``seyfert``, ``liner``).
+        """
+        age_w, ssfr, age_mw, quenched = self._draw_star_formation(gen, n)
+        lz, z_w = self._draw_metallicity(gen, n)
+        weights = (z_w[:, :, None] * age_w[:, None, :]).reshape(n, -1).float()  # (n, n_z * n_age)
+        log_sigma_v = math.log10(110.0) + 0.2 * torch.randn(n, generator=gen, dtype=torch.float64)
+        sigma_v = (10**log_sigma_v).clamp(40.0, 350.0)  # velocity dispersion, km/s
+        cont_intr = self._stellar_continuum(weights, sigma_v)
+        # dust (Calzetti), then normalisation
+        u_quenched, u_forming = uniform(gen, n), uniform(gen, n)  # in this order
+        a_v = torch.where(quenched, -0.15 * torch.log(u_quenched), -0.5 * torch.log(u_forming)).clamp(max=2.0)
+        if a_v_override is not None:
+            a_v = torch.where(torch.isnan(a_v_override), a_v, a_v_override)
+        cont = cont_intr * torch.exp(-0.4 * math.log(10) * a_v.float()[:, None] * self.k_dust / 4.05)
+        norm = cont[:, self.norm_idx].mean(1, keepdim=True)
+        cont, cont_intr = cont / norm, cont_intr / norm
+        lines = self._draw_narrow_lines(gen, n, ssfr, quenched, cont_intr[:, self.idx_halpha].double(), a_v)
+        return {
+            "cont": cont,
+            "line_flux": lines["line_flux"],
+            "sigma_gas": lines["sigma_gas"],
+            "a_v": a_v,
+            "sigma_v": sigma_v,
+            "age_mw_gyr": age_mw,
+            "metallicity": 10**lz,
+            "ssfr": ssfr,
+            "ew_halpha": lines["ew_halpha"],
+            "quenched": quenched,
+            "line_class": lines["line_class"],
+        }
+
+    def _draw_star_formation(
+        self, gen: torch.Generator, n: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Delayed-tau star-formation histories with quenching and bursts, binned onto the SSP ages.
+
+        Returns:
+            Mass weights per SSP age ``(n, n_age)`` (sum 1), specific SFR over the last 100 Myr
+            ``(n,)`` per yr, mass-weighted age ``(n,)`` Gyr, quenched flags ``(n,)``.
+        """
         ages = self.ages
         # star-formation history on a fine lookback grid, binned onto the SSP ages
         look = torch.logspace(-3, math.log10(13.5), 240, dtype=torch.float64)
         dt = torch.diff(torch.cat([torch.zeros(1, dtype=torch.float64), look]))
-        t_form = 3.0 + 10.5 * r(n, 1)
-        tau = 10 ** (-0.3 + 1.5 * r(n, 1))
+        t_form = 3.0 + 10.5 * uniform(gen, n, 1)
+        tau = 10 ** (-0.3 + 1.5 * uniform(gen, n, 1))
         since = (t_form - look).clamp_min(0)
         sfr = since * torch.exp(-since / tau) * (look < t_form)
-        quenched = r(n) < 0.35
-        t_q = 10 ** (-0.5 + 0.8 * r(n, 1))
+        quenched = uniform(gen, n) < 0.35
+        t_q = 10 ** (-0.5 + 0.8 * uniform(gen, n, 1))
         sfr = torch.where(quenched[:, None] & (look < t_q), torch.zeros_like(sfr), sfr)
         mass = sfr * dt
-        burst = (r(n) < 0.1) & ~quenched
-        mass = mass + burst[:, None] * (look < 0.1) * mass.sum(1, keepdim=True) * 0.03 * r(n, 1) / 0.1 * dt
+        burst = (uniform(gen, n) < 0.1) & ~quenched
+        mass = mass + burst[:, None] * (look < 0.1) * mass.sum(1, keepdim=True) * 0.03 * uniform(gen, n, 1) / 0.1 * dt
         edges = torch.sqrt(ages[1:] * ages[:-1])
         bin_of = torch.bucketize(look, edges)
         age_w = torch.zeros(n, len(ages), dtype=torch.float64).index_add_(1, bin_of, mass)
@@ -555,15 +747,24 @@ class GalaxySimulator:
         age_w = age_w / total
         ssfr = (mass * (look < 0.1)).sum(1) / total.squeeze(1) / 1e8  # per yr
         age_mw = (age_w * ages).sum(1)
-        # metallicity: log-uniform between the grid ends, linear weights in log Z
-        lz = self.log_metals[0] + (self.log_metals[-1] - self.log_metals[0]) * r(n)
+        return age_w, ssfr, age_mw, quenched
+
+    def _draw_metallicity(self, gen: torch.Generator, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``log10 Z`` log-uniform between the grid ends ``(n,)`` and linear weights in ``log Z`` ``(n, n_z)``."""
+        lz = self.log_metals[0] + (self.log_metals[-1] - self.log_metals[0]) * uniform(gen, n)
         j = torch.bucketize(lz, self.log_metals).clamp(1, len(self.log_metals) - 1)
         f = (lz - self.log_metals[j - 1]) / (self.log_metals[j] - self.log_metals[j - 1])
         z_w = torch.zeros(n, len(self.log_metals), dtype=torch.float64)
         z_w.scatter_(1, (j - 1)[:, None], (1 - f)[:, None]).scatter_(1, j[:, None], f[:, None])
-        weights = (z_w[:, :, None] * age_w[:, None, :]).reshape(n, -1).float()  # (n, n_z * n_age)
-        # velocity dispersion: interpolate between pre-broadened rungs
-        sigma_v = (10 ** (math.log10(110.0) + 0.2 * g(n))).clamp(40.0, 350.0)
+        return lz, z_w
+
+    def _stellar_continuum(self, weights: torch.Tensor, sigma_v: torch.Tensor) -> torch.Tensor:
+        """Restframe stellar continuum ``(n, L_t)``, float32, of SSP ``weights (n, n_z * n_age)``.
+
+        Broadened to ``sqrt(sigma_v^2 + sigma_instrument^2)`` by interpolating linearly between the
+        two nearest pre-broadened rungs of the basis.
+        """
+        n = len(weights)
         s_tot = torch.sqrt(sigma_v**2 + self.sigma_inst**2).clamp(self.ladder[0], self.ladder[-1])
         k = torch.bucketize(s_tot, self.ladder).clamp(1, len(self.ladder) - 1)
         fk = ((s_tot - self.ladder[k - 1]) / (self.ladder[k] - self.ladder[k - 1])).float()
@@ -574,30 +775,42 @@ class GalaxySimulator:
                 rows = torch.nonzero(sel).squeeze(1)
                 if len(rows):
                     cont.index_add_(0, rows, (weights[rows] @ flat[rung]) * wgt[rows, None])
-        # dust
-        a_v = torch.where(quenched, -0.15 * torch.log(r(n)), -0.5 * torch.log(r(n))).clamp(max=2.0)
-        if a_v_override is not None:
-            a_v = torch.where(torch.isnan(a_v_override), a_v, a_v_override)
-        cont_intr = cont
-        cont = cont * torch.exp(-0.4 * math.log(10) * a_v.float()[:, None] * self.k_dust / 4.05)
-        norm = cont[:, self.norm_idx].mean(1, keepdim=True)
-        cont, cont_intr = cont / norm, cont_intr / norm
-        # narrow lines: fluxes in units of (normalised flux density x Angstrom)
+        return cont
+
+    def _draw_narrow_lines(
+        self,
+        gen: torch.Generator,
+        n: int,
+        ssfr: torch.Tensor,
+        quenched: torch.Tensor,
+        cont_halpha: torch.Tensor,
+        a_v: torch.Tensor,
+    ) -> dict:
+        """Narrow-line fluxes from the star formation, excitation class and dust.
+
+        EW(Halpha) from the specific SFR against the dust-free continuum at Halpha
+        ``cont_halpha (n,)``; excitation star-forming (below Kauffmann et al. 2003), Seyfert
+        (12 % of star-forming hosts: above Kewley et al. 2001) or LINER-like (quenched); gas
+        attenuated by ``A_V / 0.44``.
+
+        Returns:
+            ``line_flux`` ``(n, m)`` (normalised flux density x Angstrom), ``sigma_gas`` ``(n,)``
+            km/s, ``ew_halpha`` ``(n,)`` A, ``line_class`` ``(n,)`` str.
+        """
+        g = lambda *s: torch.randn(*s, generator=gen, dtype=torch.float64)  # noqa: E731
         log_ew = (0.9 * torch.log10(ssfr.clamp_min(1e-14) / 1e-10) + 1.55 + 0.15 * g(n)).clamp(-1.0, 2.8)
-        # narrow-line excitation: star-forming (below Kauffmann et al. 2003), Seyfert (12 % of
-        # star-forming hosts: above Kewley et al. 2001), LINER-like for quenched galaxies
-        seyfert = ~quenched & (r(n) < 0.12)
+        seyfert = ~quenched & (uniform(gen, n) < 0.12)
         x = torch.where(quenched, 0.0 + 0.15 * g(n), (-0.45 + 0.15 * g(n)).clamp(max=-0.15))
         y = torch.where(quenched, 0.1 + 0.2 * g(n), 0.61 / (x - 0.05) + 1.3 - (0.2 + 0.15 * g(n)).abs())
         x = torch.where(seyfert, -0.05 + 0.15 * g(n), x)
         y = torch.where(seyfert, 0.75 + 0.2 * g(n), y)
         log_ew = torch.where(seyfert, torch.maximum(log_ew, 0.8 + 0.3 * g(n)), log_ew)
-        f_ha = 10**log_ew * cont_intr[:, self.idx_halpha].double()
+        f_ha = 10**log_ew * cont_halpha
         f_hb = f_ha / 2.86
         oii = f_hb * 10 ** (0.35 + 0.15 * g(n))
-        oii_ratio = 1.0 + 0.45 * r(n)  # 3729 / 3726
+        oii_ratio = 1.0 + 0.45 * uniform(gen, n)  # 3729 / 3726
         sii = f_ha * 10 ** (torch.where(seyfert | quenched, -0.35, -0.6) + 0.1 * g(n))
-        sii_ratio = 1.0 + 0.4 * r(n)  # 6716 / 6731
+        sii_ratio = 1.0 + 0.4 * uniform(gen, n)  # 6716 / 6731
         oiii = f_hb * 10**y
         nii = f_ha * 10**x
         fluxes = torch.stack(
@@ -622,22 +835,15 @@ class GalaxySimulator:
         )
         a_gas = (a_v / 0.44).clamp(max=8.0)
         fluxes = fluxes * 10 ** (-0.4 * a_gas[:, None] * self.k_narrow.double() / 4.05)
-        sigma_gas = 40.0 + 70.0 * r(n)
+        sigma_gas = 40.0 + 70.0 * uniform(gen, n)
         return {
-            "cont": cont,
             "line_flux": fluxes,
             "sigma_gas": sigma_gas,
-            "a_v": a_v,
-            "sigma_v": sigma_v,
-            "age_mw_gyr": age_mw,
-            "metallicity": 10**lz,
-            "ssfr": ssfr,
             "ew_halpha": 10**log_ew,
-            "quenched": quenched,
             "line_class": np.where(seyfert.numpy(), "seyfert", np.where(quenched.numpy(), "liner", "sf")),
         }
 
-    def _render_lines(
+    def render_lines(
         self, out: torch.Tensor, centre: torch.Tensor, flux: torch.Tensor, sigma_kms: torch.Tensor, z: torch.Tensor
     ) -> None:
         """Add Gaussian lines (restframe ``centre (n, m)``, integrated ``flux``) in place."""
@@ -658,11 +864,11 @@ class GalaxySimulator:
         flat = pix_c + (torch.arange(n)[:, None, None] * length)
         out.view(-1).index_add_(0, flat.reshape(-1), vals.reshape(-1))
 
-    def _observed_line_sigma(self, sigma_gas_kms: float) -> float:
+    def observed_line_sigma(self, sigma_gas_kms: float) -> float:
         """Width (km/s) of a narrow line as observed: gas dispersion and the instrument's resolution in quadrature."""
         return math.hypot(sigma_gas_kms, C_KMS / self.instrument.resolving_power / 2.3548)
 
-    def _window(self, lam_lo: torch.Tensor, lam_hi: torch.Tensor) -> list[list[float]]:
+    def window(self, lam_lo: torch.Tensor, lam_hi: torch.Tensor) -> list[list[float]]:
         lo, hi = float(self.wave_obs[0]), float(self.wave_obs[-1])
         out = []
         for a, b in zip(lam_lo.tolist(), lam_hi.tolist(), strict=True):
@@ -672,269 +878,11 @@ class GalaxySimulator:
                 out.append([a, b])
         return out
 
-    def _block(self, seed: int, block: int) -> SimulatedSpectra:
-        cfg = self.config
-        state = np.random.SeedSequence([seed, block]).generate_state(2, dtype=np.uint32)
-        gen = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
-        n = BLOCK_SIZE
-        r = lambda *s: torch.rand(*s, generator=gen, dtype=torch.float64)  # noqa: E731
-        z = self._draw_redshift(gen, n)
-        is_anom = r(n) < cfg.anomaly_rate
-        n_cls = max(len(cfg.anomaly_classes), 1)
-        which = torch.randint(0, n_cls, (n,), generator=gen)
-        code = torch.where(is_anom, which + 1, torch.zeros_like(which)).numpy()
-        cls = np.array(["normal", *cfg.anomaly_classes])[code]
-        has = {c: torch.zeros(n, dtype=torch.bool) for c in ANOMALY_CLASSES}
-        for i, c in enumerate(cfg.anomaly_classes):
-            has[c] = torch.from_numpy(code == i + 1)
-        params: list[dict] = [{} for _ in range(n)]
-        windows: list[list[list[float]]] = [[] for _ in range(n)]
-
-        a_v_red = torch.where(has["reddened"], 2.5 + 2.5 * r(n), torch.full((n,), float("nan"), dtype=torch.float64))
-        show = cfg.render_anomalies
-        gal = self._galaxies(gen, n, a_v_override=a_v_red if show else None)
-        cont = gal["cont"]
-        line_wave = self.narrow_wave.expand(n, -1).clone()
-        line_flux = gal["line_flux"].clone()
-        line_sigma = gal["sigma_gas"][:, None].expand(-1, len(NARROW_LINES)).clone()
-
-        # --- anomalies acting on the restframe galaxy
-        odd = torch.nonzero(has["odd_lines"]).squeeze(1)
-        double = r(n) < 0.5
-        extra_wave, extra_flux, extra_sigma = torch.zeros_like(line_wave), torch.zeros_like(line_flux), line_sigma
-        for i in odd.tolist():
-            fl = line_flux[i]
-            if double[i]:
-                dv = 400.0 + 600.0 * float(r(1))
-                shift = dv / 2 / C_KMS
-                extra_wave[i] = self.narrow_wave * (1 + shift)
-                line_wave[i] = self.narrow_wave * (1 - shift)
-                # at least 3x the lines of a galaxy with EW(Halpha) = 10 A: visible at typical S/N
-                boost = 3.0 * max(float(fl[11]), 10.0 * float(cont[i, self.idx_halpha])) / max(float(fl[11]), 1e-6)
-                line_flux[i] = fl * boost / 2
-                extra_flux[i] = line_flux[i]
-                params[i] = {"kind": "double_peaked", "delta_v_kms": round(dv, 1)}
-                affected = torch.arange(len(NARROW_LINES))
-                half = (dv / 2 + 5 * self._observed_line_sigma(float(line_sigma[i, 0]))) / C_KMS
-            else:
-                hb = max(float(fl[5]), 0.3 * float(cont[i, self.idx_halpha]))
-                ratio = 10 ** (1.0 + 0.5 * float(r(1)))
-                line_flux[i, 5], line_flux[i, 11] = hb, 2.86 * hb
-                line_flux[i, 7], line_flux[i, 6] = ratio * hb, ratio * hb / 2.98
-                line_flux[i, 2] = 0.4 * ratio * hb
-                params[i] = {"kind": "extreme_ratios", "oiii_hbeta": round(ratio, 2)}
-                affected = torch.tensor([2, 5, 6, 7, 11])  # [NeIII], Hbeta, [OIII] x2, Halpha: all it rewrites
-                half = 5 * self._observed_line_sigma(float(line_sigma[i, 0])) / C_KMS
-            lam = self.narrow_wave[affected] * (1 + float(z[i]))
-            windows[i] = self._window(lam * (1 - half) - 3, lam * (1 + half) + 3)
-        if not show:
-            line_wave = self.narrow_wave.expand(n, -1).clone()
-            line_flux, extra_flux = gal["line_flux"].clone(), torch.zeros_like(line_flux)
-
-        agn = torch.nonzero(has["agn"]).squeeze(1)
-        broad_flux = torch.zeros(n, len(BROAD_LINES), dtype=torch.float64)
-        broad_sigma = torch.full((n, len(BROAD_LINES)), 1000.0, dtype=torch.float64)
-        for i in agn.tolist():
-            frac = 0.2 + 0.8 * float(r(1))
-            plaw = frac * (self.wave_t.float() / 5500.0) ** -1.5
-            fwhm = 2000.0 + 6000.0 * float(r(1))
-            ew = 150.0 + 350.0 * float(r(1))
-            broad_flux[i] = ew * float(cont[i, self.idx_halpha] + plaw[self.idx_halpha]) * _BROAD_RATIO.double()
-            broad_sigma[i] = fwhm / 2.3548
-            if show:
-                cont[i] += plaw
-            else:
-                broad_flux[i] = 0.0
-            params[i] = {
-                "fwhm_kms": round(fwhm, 1),
-                "ew_halpha_broad": round(ew, 1),
-                "power_law_fraction": round(frac, 3),
-            }
-            lam = self.broad_wave * (1 + float(z[i]))
-            windows[i] = self._window(lam * (1 - 1.5 * fwhm / C_KMS), lam * (1 + 1.5 * fwhm / C_KMS))
-
-        for i in torch.nonzero(has["reddened"]).squeeze(1).tolist():
-            params[i] = {"a_v": round(float(a_v_red[i]), 3)}
-            windows[i] = self._window(torch.tensor([0.0]), torch.tensor([4500.0 * (1 + float(z[i]))]))
-
-        # --- observe the galaxy
-        model, _ = self._observe(cont, z)
-        if not cfg.emission_lines:
-            line_flux_drawn, line_flux = line_flux, torch.zeros_like(line_flux)
-            extra_flux_drawn, extra_flux = extra_flux, torch.zeros_like(extra_flux)
-        self._render_lines(model, line_wave, line_flux, line_sigma, z)
-        dbl = torch.nonzero(extra_flux.abs().sum(1) > 0).squeeze(1)
-        for rows, centre, fl, sig in ((dbl, extra_wave, extra_flux, extra_sigma), (agn, None, broad_flux, broad_sigma)):
-            if len(rows):
-                sub = torch.zeros(len(rows), model.shape[1])
-                centre = self.broad_wave.expand(len(rows), -1) if centre is None else centre[rows]
-                self._render_lines(sub, centre, fl[rows], sig[rows], z[rows])
-                model[rows] += sub
-
-        # --- anomalies added in the observed frame
-        obs_norm = self._obs_level(model)
-        blend = torch.nonzero(has["star_blend"]).squeeze(1)
-        if len(blend):
-            star_id = torch.randint(0, len(self.stars), (len(blend),), generator=gen)
-            z_star = (r(len(blend)) - 0.5) * 1e-3
-            star_obs, _ = self._observe(self.stars[star_id], z_star)
-            frac = 0.2 + 0.4 * r(len(blend))
-            scale = (frac / (1 - frac)) * obs_norm[blend]
-            if show:
-                model[blend] += (star_obs * scale[:, None]).float()
-            feats = torch.tensor(STAR_FEATURES, dtype=torch.float64)
-            star_windows = self._window(feats[:, 0], feats[:, 1])  # same observed-frame features for all
-            for j, i in enumerate(blend.tolist()):
-                params[i] = {
-                    "star_template": int(star_id[j]),
-                    "flux_fraction": round(float(frac[j]), 3),
-                    "z_star": round(float(z_star[j]), 6),
-                }
-                windows[i] = star_windows
-
-        pair = torch.nonzero(has["pair"]).squeeze(1)
-        if len(pair):
-            z2 = (z[pair] + 0.03 + 0.27 * r(len(pair))).clamp(max=cfg.z_upper)
-            z2 = torch.where(z2 - z[pair] < 0.02, z[pair] - 0.03 - 0.05 * r(len(pair)), z2).clamp_min(0.0)
-            g2 = self._galaxies(gen, len(pair))
-            m2, _ = self._observe(g2["cont"], z2)
-            self._render_lines(
-                m2,
-                self.narrow_wave.expand(len(pair), -1),
-                g2["line_flux"] * cfg.emission_lines,
-                g2["sigma_gas"][:, None].expand(-1, len(NARROW_LINES)),
-                z2,
-            )
-            frac = 0.3 + 0.3 * r(len(pair))
-            scale = (frac / (1 - frac)) * obs_norm[pair] / self._obs_level(m2).clamp_min(1e-6)
-            if show:
-                model[pair] += m2 * scale[:, None].float()
-            strong = torch.tensor([0, 1, 5, 7, 11, 12])
-            for j, i in enumerate(pair.tolist()):
-                zz = float(z2[j])
-                params[i] = {"z2": round(zz, 5), "flux_fraction": round(float(frac[j]), 3)}
-                lam = self.narrow_wave[strong] * (1 + zz)
-                lo = torch.cat([lam - 10, torch.tensor([3850.0 * (1 + zz)], dtype=torch.float64)])
-                hi = torch.cat([lam + 10, torch.tensor([4150.0 * (1 + zz)], dtype=torch.float64)])
-                windows[i] = self._window(lo, hi)
-
-        # --- residual telluric absorption (after pipeline correction): O2 A/B bands, H2O bands
-        depth = (0.06 * r(n)).float()
-        model *= 1 - depth[:, None] * self.telluric
-
-        # --- the instrument's line spread: DESI through each spectrum's resolution matrix
-        resolution = None
-        if self.uses_resolution_matrix:
-            resolution = self._resolution_matrices(self._resolution_sigma(gen, n))
-            model = apply_resolution_matrix(model, resolution)
-
-        # --- noise: variance = object + sky in counts; the sky level is the same for every object
-        length = model.shape[1]
-        level = obs_norm.float()
-        brightness = cfg.brightness_median * 10 ** (
-            cfg.snr_scatter_dex * torch.randn(n, generator=gen, dtype=torch.float64).clamp(-3.0, 3.0)
-        )
-        a = (obs_norm / brightness).float()  # normalised flux per count
-        var = a[:, None] * model.clamp_min(0) + (cfg.sky_counts * a**2)[:, None] * self.sky
-        sigma = var.sqrt()
-        snr = (model / sigma).median(dim=1).values
-        flux = model + sigma * torch.randn(n, length, generator=gen)
-        ivar = 1.0 / var
-        mask = torch.zeros(n, length, dtype=torch.int32)
-        mask[:, torch.from_numpy(self.instrument.sky_mask.copy())] |= int(PixelMask.SKY_LINE)
-        # flagged glitches: cosmic rays and bad columns (ivar = 0, as a pipeline does)
-        n_cr = torch.poisson(torch.full((n,), cfg.cosmic_rays, dtype=torch.float64), generator=gen).long()
-        rows = torch.repeat_interleave(torch.arange(n), n_cr)
-        if len(rows):
-            start = torch.randint(0, length - 2, (len(rows),), generator=gen)
-            two = torch.rand(len(rows), generator=gen) < 0.4  # 40 % hit two pixels
-            amp = 10 + 90 * torch.rand(len(rows), generator=gen)
-            r_idx = torch.cat([rows, rows[two]])
-            p_idx = torch.cat([start, start[two] + 1])
-            flux[r_idx, p_idx] += torch.cat([amp, amp[two]]) * sigma[r_idx, p_idx]
-            mask[r_idx, p_idx] |= int(PixelMask.COSMIC_RAY)
-            ivar[r_idx, p_idx] = 0
-        bad_col = r(n) < cfg.bad_column_fraction
-        for i in torch.nonzero(bad_col).squeeze(1).tolist():
-            w = int(torch.randint(5, 21, (1,), generator=gen))
-            p0 = int(torch.randint(0, length - w, (1,), generator=gen))
-            flux[i, p0 : p0 + w] += float(20 * (r(1) - 0.5)) * level[i]
-            mask[i, p0 : p0 + w] |= int(PixelMask.BAD_COLUMN)
-            ivar[i, p0 : p0 + w] = 0
-
-        # unflagged artefacts (anomaly class "artefact"), on pixels the sky mask leaves usable
-        def pick(starts: torch.Tensor) -> int:
-            return int(starts[int(torch.randint(0, len(starts), (1,), generator=gen))])
-
-        for i in torch.nonzero(has["artefact"]).squeeze(1).tolist():
-            kind = ("spike", "column", "step")[int(torch.randint(0, 3, (1,), generator=gen))]
-            if kind == "spike":  # sky-subtraction residual at a faint unmasked sky line, or a hot pixel
-                at_sky = float(r(1)) < 0.5
-                p0 = pick(self._artefact_starts["spike" if at_sky else "hot"])
-                w = 3
-                sign = 1.0 if float(r(1)) < 0.7 else -1.0
-                amp = sign * cfg.artefact_min_sigma * 10 ** float(r(1))
-                delta = amp * sigma[i, p0 : p0 + w]
-            elif kind == "column":
-                w = int(torch.randint(5, 21, (1,), generator=gen))
-                p0 = pick(self._artefact_starts[str(w)])
-                amp = cfg.artefact_min_sigma * (2.0 + 4.0 * float(r(1)))
-                delta = amp * sigma[i, p0 : p0 + w]
-            else:  # a flux step: the flux drops by a fraction, at least step_min_sigma deep (median)
-                w = int(torch.randint(80, 200, (1,), generator=gen))
-                p0 = int(torch.randint(0, length - w, (1,), generator=gen))
-                seg, sig_seg = model[i, p0 : p0 + w], sigma[i, p0 : p0 + w]
-                frac = 0.15 + 0.25 * float(r(1))
-                need = cfg.step_min_sigma * float((sig_seg / seg.clamp_min(1e-12)).median())
-                frac = min(max(frac, need), 1.0)
-                amp = 1.0 - frac  # the flux is multiplied by amp over the step
-                delta = -frac * seg
-            if show:
-                flux[i, p0 : p0 + w] += delta
-            lo_w = float(self.wave_obs[max(p0 - 1, 0)])
-            hi_w = float(self.wave_obs[min(p0 + w, length - 1)])
-            params[i] = {"kind": kind, "amplitude": round(amp, 3), "pixel": p0, "width_px": w}
-            windows[i] = self._window(torch.tensor([lo_w]), torch.tensor([hi_w]))
-
-        # observed-frame integrated line fluxes (sum of both peaks for double-peaked lines)
-        if not cfg.emission_lines:  # the truth keeps the drawn lines
-            line_flux, extra_flux = line_flux_drawn, extra_flux_drawn
-        obs_line_flux = ((line_flux + extra_flux) * (1 + z[:, None])).float()
-        ids = [f"sim-{seed}-{block * BLOCK_SIZE + i:09d}" for i in range(n)]
-        truth = {
-            "class": cls,
-            "snr": snr.numpy(),
-            "brightness": brightness.float().numpy(),
-            "amplitude": obs_norm.numpy().astype(np.float32),
-            "a_v": gal["a_v"].float().numpy(),
-            "sigma_v": gal["sigma_v"].float().numpy(),
-            "sigma_gas": gal["sigma_gas"].float().numpy(),
-            "metallicity": gal["metallicity"].float().numpy(),
-            "age_mw_gyr": gal["age_mw_gyr"].float().numpy(),
-            "ssfr": gal["ssfr"].float().numpy(),
-            "ew_halpha": gal["ew_halpha"].float().numpy(),
-            "line_class": gal["line_class"],
-            "telluric_depth": depth.numpy(),
-            "line_flux": obs_line_flux.numpy(),
-            "anomaly_params": np.array([json.dumps(p, sort_keys=True) for p in params]),
-        }
-        return SimulatedSpectra(
-            object_id=ids,
-            flux=flux.numpy(),
-            ivar=ivar.numpy(),
-            mask=mask.numpy(),
-            z=z.numpy(),
-            noiseless=model.numpy(),
-            truth=truth,
-            windows=[np.array(w, dtype=np.float64).reshape(-1, 2) for w in windows],
-            resolution=None if resolution is None else resolution.numpy(),
-        )
-
-    def _observe(self, rest: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def observe(self, rest: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         t = self.templates
         return resample_log_uniform(rest, t.log_start, t.log_step, z, self.wave_obs)
 
-    def _obs_level(self, model: torch.Tensor) -> torch.Tensor:
+    def observed_level(self, model: torch.Tensor) -> torch.Tensor:
         """Typical observed flux density: median over the central 40 % of the grid."""
         length = model.shape[1]
         return model[:, int(0.3 * length) : int(0.7 * length)].median(dim=1).values.clamp_min(1e-6)

@@ -30,8 +30,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from speculum._runtime import rank_world
 from speculum.io import ShardStream
-from speculum.train.trainer import BatchSource, _rank_world
+from speculum.train.sources import BatchSource
 
 __all__ = ["StreamBatches"]
 
@@ -72,7 +73,7 @@ class StreamBatches(BatchSource):
         rank: int | None = None,
         world: int | None = None,
     ) -> None:
-        self.rank, self.world = _rank_world() if rank is None or world is None else (rank, world)
+        self.rank, self.world = rank_world() if rank is None or world is None else (rank, world)
         if batch_size < self.world:
             raise ValueError(f"batch_size: {batch_size} is smaller than the {self.world} DDP ranks")
         self.batch_size = batch_size

@@ -1,11 +1,10 @@
-"""Report sections for the spectrum autoencoder. Each function takes arrays, returns HTML."""
+"""Report sections of the autoencoder method. Each function takes arrays and returns HTML."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from speculum._optional import require
-from speculum.report.builder import figure_to_html, table_to_html
+from speculum.report.builder import figure_to_html, pyplot, table_to_html
 
 __all__ = ["chi2_section", "examples_section", "latent_section", "summary_section", "training_section"]
 
@@ -18,14 +17,6 @@ _CLASS_COLOURS = {
     "pair": "C4",
     "artefact": "C0",
 }
-
-
-def _plt():
-    matplotlib = require("matplotlib", "the HTML report")
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def summary_section(info: dict, chi2: np.ndarray, classes: np.ndarray | None) -> str:
@@ -41,7 +32,7 @@ def summary_section(info: dict, chi2: np.ndarray, classes: np.ndarray | None) ->
 
 
 def training_section(history: list[dict]) -> str:
-    plt = _plt()
+    plt = pyplot()
     ep = [h["epoch"] for h in history]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
     axes[0].plot(ep, [h["train_loss"] for h in history], "o-", label="training")
@@ -72,7 +63,7 @@ def examples_section(
     restframe: np.ndarray,
 ) -> str:
     """Observed spectra with reconstructions, masks, residuals, and the restframe models."""
-    plt = _plt()
+    plt = pyplot()
     k = len(y)
     fig, axes = plt.subplots(
         2 * k, 2, figsize=(12, 3.3 * k), gridspec_kw={"height_ratios": [3, 1] * k, "width_ratios": [3, 2]}
@@ -110,7 +101,7 @@ def examples_section(
 
 
 def chi2_section(chi2: np.ndarray, classes: np.ndarray | None) -> str:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 3.4))
     finite = chi2[np.isfinite(chi2)]
     bins = np.logspace(np.log10(max(finite.min(), 0.3)), np.log10(max(finite.max(), 3.0)), 50) if len(finite) else 10
@@ -139,7 +130,7 @@ def chi2_section(chi2: np.ndarray, classes: np.ndarray | None) -> str:
 
 def latent_section(latents: np.ndarray, z: np.ndarray, classes: np.ndarray | None) -> str:
     """2-D principal-component view of the latents, coloured by redshift and by class."""
-    plt = _plt()
+    plt = pyplot()
     x = latents - latents.mean(0)
     _, s, vt = np.linalg.svd(x, full_matrices=False)
     pc = x @ vt[:2].T
