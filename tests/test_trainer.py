@@ -316,7 +316,10 @@ def test_resume_refuses_a_different_run_identity(tmp_path, monkeypatch):
             return _loss(model, batch)
 
         Trainer(_model(), stop_in_epoch_2, cfg, tmp_path, identity=IDENTITY).fit(_data())
-    assert load_checkpoint(tmp_path / "checkpoint.safetensors")["identity"] == {**IDENTITY, "world_size": 1}
+    source = {"batches_source": "InMemoryBatches", "batches_rows": 96, "batches_batch_size": 32, "batches_seed": 0}
+    assert load_checkpoint(tmp_path / "checkpoint.safetensors")["identity"] == {**IDENTITY, "world_size": 1, **source}
+    with pytest.raises(ValueError, match="batches_rows was 96 in the checkpoint but is 64"):  # other training rows
+        Trainer(_model(), _loss, cfg, tmp_path, identity=IDENTITY).fit(_data(64), resume=True)
     for key, new in (("limit", None), ("stream", True), ("shuffle_buffer", 64), ("data_manifest_sha256", "cd34")):
         changed = {**IDENTITY, key: new}
         with pytest.raises(ValueError, match=f"{key} was {IDENTITY[key]!r} in the checkpoint but is {new!r}"):
@@ -417,10 +420,11 @@ MU, SIGMA = 1.5, 0.5
 class GaussianGAN(Method):
     """A generator ``x = a z + b`` against a logistic discriminator on ``(x, x^2)``: the target is N(MU, SIGMA)."""
 
-    def __init__(self, sleep: float = 0.0, fail_at: int | None = None) -> None:
+    def __init__(self, sleep: float = 0.0, fail_at: int | None = None, init: float = 0.0) -> None:
         self.gen, self.disc = torch.nn.Linear(1, 1), torch.nn.Linear(2, 1)
-        with torch.no_grad():
-            self.gen.weight.fill_(1.0), self.gen.bias.zero_(), self.disc.weight.zero_(), self.disc.bias.zero_()
+        with torch.no_grad():  # ``init`` != 0: other starting weights (a resumed run must not depend on them)
+            self.gen.weight.fill_(1.0 + init), self.gen.bias.fill_(init), self.disc.weight.fill_(init)
+            self.disc.bias.zero_()
         self.sleep, self.fail_at, self.calls = sleep, fail_at, 0
 
     def modules(self):
@@ -462,11 +466,11 @@ def _ls_data(n=256):
 class TwoPhaseFit(Method):
     """Least squares ``y ~ A(x[:, :3]) + B(x[:, 3:])``: phase 1 fits A alone (Adam), phase 2 A + B (SGD)."""
 
-    def __init__(self, sleep: float = 0.0, fail_at: int | None = None) -> None:
-        torch.manual_seed(0)
+    def __init__(self, sleep: float = 0.0, fail_at: int | None = None, init: float = 0.0) -> None:
+        torch.manual_seed(0 if init == 0 else 1)
         self.a = torch.nn.Linear(3, 1).double()
         self.b = torch.nn.Linear(2, 1, bias=False).double()
-        torch.nn.init.zeros_(self.b.weight)
+        torch.nn.init.constant_(self.b.weight, init)
         self.sleep, self.fail_at, self.calls = sleep, fail_at, 0
 
     def modules(self):
@@ -499,6 +503,7 @@ class TwoPhaseFit(Method):
         return {"val_loss": float(mse), "val_b_norm": float(self.b.weight.norm())}
 
 
+TOY_STEPS = {"gan": 8 * 40, "two_phase": 18 * 8}  # epochs x batches of each toy
 TOY_CFG = TrainConfig(epochs=8, batch_size=128, lr=0.02, checkpoint_every=7, patience=0, precision="fp32")
 LS_CFG = TrainConfig(epochs=18, batch_size=32, lr=0.1, checkpoint_every=5, patience=0, precision="fp32")
 
@@ -548,8 +553,11 @@ def _kill_9_then_resume(kind: str, tmp_path, after_step: int, checkpoint_every: 
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     state = load_checkpoint(ckpt, tensors=False)["state"]
-    assert proc.returncode == -signal.SIGKILL and after_step <= state["step"], "the kill should land mid-run"
-    return _toy(kind, run, checkpoint_every=checkpoint_every, resume=True)
+    assert proc.returncode == -signal.SIGKILL, "the run finished before the kill"
+    assert after_step <= state["step"] < TOY_STEPS[kind], "the kill should land mid-run"
+    resumed = _toy(kind, run, checkpoint_every=checkpoint_every, resume=True, init=0.7)  # other start weights
+    assert resumed.calls == TOY_STEPS[kind] - state["step"]  # only the steps after the checkpoint ran here
+    return resumed
 
 
 def test_two_optimiser_gan_learns_the_target_gaussian(toy_refs):
@@ -568,7 +576,8 @@ def test_two_optimiser_resumes_exactly_after_an_interruption(toy_refs, tmp_path)
     with pytest.raises(Boom):
         _toy("gan", tmp_path, fail_at=150)  # mid-epoch 4, between checkpoints (every 7 steps)
     assert load_checkpoint(tmp_path / "checkpoint.safetensors")["state"]["step"] == 147
-    resumed = _toy("gan", tmp_path, resume=True)
+    resumed = _toy("gan", tmp_path, resume=True, init=0.7)  # other start weights: all must come from the checkpoint
+    assert resumed.calls == TOY_STEPS["gan"] - 147
     _same_weights(toy_refs["gan"], resumed)
     assert [h["train_g_loss"] for h in resumed.history] == [h["train_g_loss"] for h in toy_refs["gan"].history]
 
@@ -602,7 +611,9 @@ def test_two_phase_resumes_exactly_inside_phase_2(toy_refs, tmp_path):
         _toy("two_phase", tmp_path, fail_at=8 * 9 + 7)  # epoch 10 = phase 2's second, between checkpoints
     state = load_checkpoint(tmp_path / "checkpoint.safetensors")["state"]
     assert state["epoch"] == 9 and state["batch"] > 0
-    _same_weights(toy_refs["two_phase"], _toy("two_phase", tmp_path, resume=True))
+    resumed = _toy("two_phase", tmp_path, resume=True, init=0.7)  # other start weights
+    assert resumed.calls == TOY_STEPS["two_phase"] - state["step"]
+    _same_weights(toy_refs["two_phase"], resumed)
 
 
 def test_two_phase_kill_9_then_resume_equals_uninterrupted(toy_refs, tmp_path):

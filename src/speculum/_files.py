@@ -9,13 +9,24 @@ target; on any error the temporary file is removed and the target is left as it 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "sha256_file"]
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "TEMP_PATTERNS",
+    "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "remove_stale_temps",
+    "sha256_file",
+]
 
 
 @contextmanager
@@ -67,3 +78,44 @@ def sha256_file(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: fh.read(1 << 22), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+#: Temporary files of :func:`speculum._files.atomic_path` (``.tmp-PID-HEX-NAME``) and of
+#: speculum before it (``.NAME.PID.tmp``); group ``pid`` is the writer's process id.
+TEMP_PATTERNS = (re.compile(r"^\.tmp-(?P<pid>\d+)-[0-9a-f]+-.+$"), re.compile(r"^\..+\.(?P<pid>\d+)\.tmp$"))
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temps(folder: str | Path) -> list[Path]:
+    """Remove the temporary files that killed writers left in ``folder`` (not recursive).
+
+    A file is removed when its name matches :data:`TEMP_PATTERNS` and the process that
+    wrote it no longer runs, so writers still at work in the folder keep theirs.
+
+    Returns:
+        The removed paths.
+    """
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for path in folder.iterdir():
+        m = next((m for p in TEMP_PATTERNS if (m := p.match(path.name))), None)
+        if m is None or not path.is_file() or _alive(int(m["pid"])):
+            continue
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    if removed:
+        log.info("%s: removed %d temporary file(s) of interrupted writers", folder, len(removed))
+    return removed

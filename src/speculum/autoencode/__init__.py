@@ -5,7 +5,8 @@ this package is the workflow around it, and the template every method package co
 
 * ``config``: :data:`PRESETS`, the named model sizes per instrument;
 * ``data``: :func:`simulate_dataset`, simulated galaxy spectra as training shards;
-* ``losses``: the training objective (:func:`loss`, :func:`metrics`);
+* ``losses``: the training objective (:func:`loss`, :func:`metrics`) and :class:`AutoencoderMethod`,
+  what the trainer drives (its ``step``);
 * ``fit``: :func:`train`, the entry point for training (resumable, DDP, streamed);
 * ``apply``: :func:`reconstruct`, per-object results with units (:data:`RESULT_UNITS`);
 * ``reporting``: :func:`report_sections` (registered with :mod:`speculum.report`) and :func:`report`.
@@ -27,11 +28,12 @@ from speculum.autoencode.apply import RESULT_UNITS, reconstruct
 from speculum.autoencode.config import PRESETS
 from speculum.autoencode.data import simulate_dataset
 from speculum.autoencode.fit import train
-from speculum.autoencode.losses import loss, metrics
+from speculum.autoencode.losses import AutoencoderMethod, loss, metrics
 from speculum.autoencode.reporting import report, report_sections
 
 __all__ = [
     "PRESETS",
+    "AutoencoderMethod",
     "RESULT_UNITS",
     "loss",
     "metrics",

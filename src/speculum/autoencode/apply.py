@@ -11,6 +11,7 @@ from speculum._runtime import pick_device
 from speculum.autoencode._common import _columns, _log_skipped, _trained_with_resolution
 from speculum.io import SpectraSet, prepare_spectra, write_results
 from speculum.train import load_model, reduced_chi2
+from speculum.train.runs import RUN_MANIFEST, content_hash, read_run_manifest
 
 __all__ = ["RESULT_UNITS", "reconstruct"]
 
@@ -40,7 +41,7 @@ def reconstruct(
     and counted in the log. DESI resolution matrices are applied where the data carry them.
 
     Args:
-        model_path: ``model.safetensors`` of :func:`train_autoencoder`.
+        model_path: ``model.safetensors`` of :func:`:func:`speculum.autoencode.train``.
         data: Shard folder.
         out: ``.parquet``, ``.fits`` or ``.fits.gz`` table with columns ``object_id``, ``z``,
             ``split``, ``latents`` ``(N, S)``, ``reduced_chi2``, ``n_valid`` and any
@@ -61,6 +62,16 @@ def reconstruct(
     """
     from tqdm import tqdm
 
+    model_hash = content_hash(model_path)
+    run_manifest = Path(model_path).parent / RUN_MANIFEST
+    if run_manifest.exists():  # the model of a run folder must be the one the run wrote
+        recorded = read_run_manifest(Path(model_path).parent)["outputs"].get("model", {})
+        same_file = Path(recorded.get("path", "")).name == Path(model_path).name  # also for a moved run folder
+        if same_file and recorded.get("hash") != model_hash:
+            raise ValueError(
+                f"{model_path}: not the model its run wrote ({run_manifest} records {recorded.get('hash')}, "
+                f"the file is {model_hash}); it was replaced or modified"
+            )
     model = load_model(model_path, map_location=pick_device(device)).eval()
     dataset = SpectraSet.open(data)
     inst = dataset.instrument.name
@@ -110,7 +121,13 @@ def reconstruct(
         k: np.concatenate(v) if v else empty.get(k, np.zeros(0, np.int32 if k == "n_valid" else object))
         for k, v in parts.items()
     }
-    meta = {"model": str(model_path), "data": str(data), "instrument": inst, "data_fingerprint": dataset.fingerprint}
+    meta = {
+        "model": str(model_path),
+        "model_hash": model_hash,
+        "data": str(data),
+        "data_hash": f"shards:{dataset.fingerprint}",
+        "instrument": inst,
+    }
     write_results(out, result, RESULT_UNITS, meta)
     if spectra_out is not None:
         from speculum.io.interop import write_spectra_fits

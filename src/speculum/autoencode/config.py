@@ -45,7 +45,3 @@ def _needs_amplitude_fit(instrument: str) -> bool:
 
 PRESETS: dict[str, Callable[[str], AutoencoderConfig]] = {"small": _small, "paper": _paper}
 """Named model sizes: ``small`` (CPU demo) and ``paper`` (Melchior et al. 2023)."""
-
-
-PRESETS: dict[str, Callable[[str], AutoencoderConfig]] = {"small": _small, "paper": _paper}
-"""Named model sizes: ``small`` (CPU demo) and ``paper`` (Melchior et al. 2023)."""

@@ -13,11 +13,12 @@ from speculum._files import atomic_write_text
 from speculum._runtime import pick_device
 from speculum.autoencode._common import _columns, _log_skipped, log
 from speculum.autoencode.config import PRESETS
-from speculum.autoencode.losses import loss, metrics
+from speculum.autoencode.losses import AutoencoderMethod
 from speculum.io import SpectraSet, prepare_spectra
 from speculum.models import AutoencoderConfig, SpectrumAutoencoder, config_from_dict
 from speculum.train import (
     CHECKPOINT_NAME,
+    CheckpointError,
     StreamBatches,
     TrainConfig,
     Trainer,
@@ -25,6 +26,7 @@ from speculum.train import (
     save_model,
     write_run_manifest,
 )
+from speculum.train.checkpoint import LEGACY_CHECKPOINT_NAME
 
 __all__ = ["train"]
 
@@ -85,7 +87,12 @@ def train(
             diff = {k: (v, getattr(model_config, k)) for k, v in vars(saved).items() if getattr(model_config, k) != v}
             raise ValueError(f"{ckpt_path}: model config differs from the checkpoint's (saved, given): {diff}")
         model_config = saved
-    elif not resume and ckpt_path.exists():
+    if (run_dir / LEGACY_CHECKPOINT_NAME).exists():
+        raise CheckpointError(
+            f"{run_dir / LEGACY_CHECKPOINT_NAME}: a run in the checkpoint format before speculum's safetensors "
+            "checkpoints; it can be neither resumed nor overwritten: choose a new folder"
+        )
+    if not resume and ckpt_path.exists():
         raise FileExistsError(f"{ckpt_path}: a run exists here; use --resume to continue it or choose another folder")
     model_config = model_config or PRESETS["small"](inst)
     if model_config.instrument != inst:
@@ -137,14 +144,12 @@ def train(
         "use_resolution": use_resolution,
     }
     trainer = Trainer(
-        model,
-        loss,
-        tcfg,
-        run_dir,
-        metrics_fn=metrics,
+        AutoencoderMethod(model),
+        config=tcfg,
+        run_dir=run_dir,
         metadata={"model_config": model_config.to_dict(), "data": str(Path(data).resolve())},
         identity=identity,
-        on_best=lambda m: save_model(m, model_path),
+        on_best=lambda _: save_model(model, model_path),
         progress=progress,
     )
     t0 = time.perf_counter()

@@ -11,7 +11,7 @@ import torch
 from speculum.autoencode import sections
 from speculum.autoencode._common import _columns, _trained_with_resolution, log
 from speculum.autoencode.apply import reconstruct
-from speculum.io import SpectraSet, prepare_spectra, read_results
+from speculum.io import SpectraSet, prepare_spectra, read_result_meta, read_results
 from speculum.report import Report, register_sections
 from speculum.train import load_model, reduced_chi2
 from speculum.train.runs import RUN_MANIFEST, check_inputs, content_hash, read_run_manifest
@@ -19,11 +19,14 @@ from speculum.train.runs import RUN_MANIFEST, check_inputs, content_hash, read_r
 __all__ = ["report", "report_sections"]
 
 
+TITLE = "speculum: spectrum autoencoder"
+
+
 def _holds(run_dir: Path) -> bool:
     return (run_dir / "history.json").exists() and (run_dir / "model.safetensors").exists()
 
 
-@register_sections("autoencode", holds=_holds)
+@register_sections("autoencode", holds=_holds, title=TITLE)
 def report_sections(
     run_dir: str | Path,
     data: str | Path | None = None,
@@ -69,6 +72,9 @@ def report_sections(
         rec_path = Path(reconstructions)
         if not rec_path.exists():
             raise FileNotFoundError(f"{rec_path}: no reconstructions; run `speculum reconstruct` first")
+    made_by = read_result_meta(rec_path).get("model_hash") or read_result_meta(rec_path).get("MODEL_HASH")
+    if made_by is not None and made_by != content_hash(model_path):
+        raise ValueError(f"{rec_path}: made by another model ({made_by}) than {model_path}; reconstruct again")
     rec = read_results(rec_path)
     chi2 = np.asarray(rec["reduced_chi2"], dtype=np.float64)
     latents = np.asarray(rec["latents"], dtype=np.float64).reshape(len(chi2), -1)
@@ -152,7 +158,7 @@ def report(
     data: str | Path | None = None,
     reconstructions: str | Path | None = None,
     n_examples: int = 4,
-    title: str = "speculum: spectrum autoencoder",
+    title: str = TITLE,
     progress: bool = False,
 ) -> Path:
     """Write the self-contained HTML report of a training run; needs only the run folder.

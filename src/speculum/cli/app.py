@@ -50,7 +50,7 @@ def simulate(
     instrument: str = typer.Option("SDSS", help="SDSS, BOSS or DESI."),
     anomaly_rate: float = typer.Option(0.05, min=0.0, max=1.0, help="Fraction of labelled anomalies."),
     anomaly_classes: str = typer.Option(
-        "agn,star_blend,reddened,odd_lines,pair,artefact", help="Comma-separated anomaly classes to draw from."
+        None, help="Comma-separated anomaly classes to draw from (default: all registered in speculum.sim)."
     ),
     redshift: str = typer.Option("sdss-mgs", help="Redshift distribution: sdss-mgs or uniform."),
     z_min: float = typer.Option(0.01, help="Smallest redshift."),
@@ -79,7 +79,9 @@ def simulate(
 
     setup_logging(verbose)
     with user_errors():
-        classes = tuple(c.strip() for c in anomaly_classes.split(",") if c.strip())
+        from speculum.sim import ANOMALY_CLASSES
+
+        classes = tuple(c.strip() for c in (anomaly_classes or ",".join(ANOMALY_CLASSES)).split(",") if c.strip())
         cfg = SimConfig(
             instrument=instrument.upper(),
             anomaly_rate=anomaly_rate,

@@ -18,7 +18,7 @@ from speculum.io.interop import (
 )
 from speculum.io.prepare import PreparedSpectra, pixel_weights, prepare_spectra
 from speculum.io.records import SpectrumFormatError, SpectrumRecords
-from speculum.io.results import read_results, write_results
+from speculum.io.results import read_result_meta, read_results, write_results
 from speculum.io.shards import (
     FLUX_UNIT,
     MANIFEST,
@@ -53,6 +53,7 @@ __all__ = [
     "prepare_spectra",
     "read_desi_coadd",
     "read_redshift_table",
+    "read_result_meta",
     "read_results",
     "read_sdss_spec",
     "read_spectra",

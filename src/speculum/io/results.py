@@ -10,7 +10,7 @@ import numpy as np
 from speculum._files import atomic_path
 from speculum._optional import require
 
-__all__ = ["read_results", "write_results"]
+__all__ = ["read_result_meta", "read_results", "write_results"]
 
 
 def write_results(
@@ -120,3 +120,27 @@ def read_results(path: str | Path, columns: list[str] | None = None) -> dict[str
             out[k] = arr.astype(str).astype(object) if arr.dtype.kind in "SU" else arr
         return out
     raise ValueError(f"{path}: unknown result format; use .parquet or .fits")
+
+
+def read_result_meta(path: str | Path) -> dict[str, object]:
+    """The ``meta`` a table was written with by :func:`write_results` (FITS keys come back upper-case).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such result table")
+    if path.name.lower().endswith(".parquet"):
+        import json
+
+        import pyarrow.parquet as pq
+
+        raw = (pq.read_schema(path).metadata or {}).get(b"speculum")
+        return json.loads(raw) if raw else {}
+    fits = require("astropy.io.fits", "reading FITS result tables")
+    with fits.open(path) as hdul:
+        header = hdul[1].header
+        skip = ("XTENSION", "BITPIX", "NAXIS", "PCOUNT", "GCOUNT", "TFIELDS", "TTYPE", "TFORM", "TUNIT", "TDIM")
+        skip += ("EXTNAME",)
+        return {k: header[k] for k in header if not k.startswith(skip)}

@@ -41,8 +41,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import re
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, closing
@@ -51,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from speculum._files import atomic_path, atomic_write_text, sha256_file
+from speculum._files import atomic_path, atomic_write_text, remove_stale_temps, sha256_file
 from speculum.instruments import Instrument, get_instrument
 
 __all__ = [
@@ -100,47 +98,6 @@ def split_of(object_id: str, fractions: tuple[float, float, float] = (0.8, 0.1, 
     if h < fractions[0]:
         return "train"
     return "val" if h < fractions[0] + fractions[1] else "test"
-
-
-#: Temporary files of :func:`speculum._files.atomic_path` (``.tmp-PID-HEX-NAME``) and of
-#: speculum before it (``.NAME.PID.tmp``); group ``pid`` is the writer's process id.
-TEMP_PATTERNS = (re.compile(r"^\.tmp-(?P<pid>\d+)-[0-9a-f]+-.+$"), re.compile(r"^\..+\.(?P<pid>\d+)\.tmp$"))
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
-
-
-def remove_stale_temps(folder: str | Path) -> list[Path]:
-    """Remove the temporary files that killed writers left in ``folder`` (not recursive).
-
-    A file is removed when its name matches :data:`TEMP_PATTERNS` and the process that
-    wrote it no longer runs, so writers still at work in the folder keep theirs.
-
-    Returns:
-        The removed paths.
-    """
-    removed = []
-    folder = Path(folder)
-    if not folder.is_dir():
-        return removed
-    for path in folder.iterdir():
-        m = next((m for p in TEMP_PATTERNS if (m := p.match(path.name))), None)
-        if m is None or not path.is_file() or _alive(int(m["pid"])):
-            continue
-        path.unlink(missing_ok=True)
-        removed.append(path)
-    if removed:
-        log.info("%s: removed %d temporary file(s) of interrupted writers", folder, len(removed))
-    return removed
 
 
 def _to_arrow(columns: dict[str, object], flux_unit: str | None = None):

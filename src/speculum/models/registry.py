@@ -23,7 +23,6 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -92,18 +91,14 @@ def model_kind(name: str, module: str | None = None) -> ModelKind:
 
     Args:
         name: The kind stored in a checkpoint.
-        module: Where the class was defined when the checkpoint was written; if the kind is
-            not registered yet and ``module`` is a ``speculum`` module, it is imported (its
-            decorator then registers the kind). Nothing outside ``speculum`` is imported.
+        module: Where the class was defined when the checkpoint was written (informative
+            only: a kind is known once :mod:`speculum.models`, which imports every network,
+            is imported; nothing named in a file is imported).
 
     Raises:
         KeyError: No such kind, with the registered ones listed.
     """
-    if name not in _REGISTRY and module and (module == "speculum" or module.startswith("speculum.")):
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            pass
+    del module  # recorded for people; never imported: nothing read from a file chooses code to run
     if name not in _REGISTRY:
         raise KeyError(f"model kind: expected one of {registered_models()}, got {name!r}")
     return _REGISTRY[name]

@@ -34,6 +34,7 @@ METHODS = ("autoencode",)
 """Method packages (``speculum.<name>``) whose report sections :func:`build_report` looks for."""
 
 _PROVIDERS: dict[str, tuple[Callable[[Path], bool], Callable[..., list[tuple[str, str]]]]] = {}
+_TITLES: dict[str, str] = {}
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
@@ -122,16 +123,18 @@ class Report:
         return atomic_write_text(path, self.render())
 
 
-def register_sections(method: str, holds: Callable[[Path], bool]):
+def register_sections(method: str, holds: Callable[[Path], bool], title: str | None = None):
     """Decorator: ``fn(run_dir, **options) -> [(title, html), ...]`` gives ``method``'s report sections.
 
     Args:
         method: The method package's name (``autoencode``, ``outliers``, ...).
         holds: ``holds(run_dir)`` says whether a run folder holds that method's results.
+        title: Page title when a run holds only this method's results.
     """
 
     def deco(fn: Callable[..., list[tuple[str, str]]]) -> Callable[..., list[tuple[str, str]]]:
         _PROVIDERS[method] = (holds, fn)
+        _TITLES[method] = title or f"speculum: {method}"
         return fn
 
     return deco
@@ -161,7 +164,8 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, title: str 
             f"{run_dir}: holds no results of any method ({', '.join(sorted(_PROVIDERS))}); "
             "is it a run folder of `speculum train`?"
         )
-    page = Report(title or f"speculum: {', '.join(found)}", subtitle=f"run: {run_dir.resolve()}")
+    default = _TITLES[found[0]] if len(found) == 1 else f"speculum: {', '.join(found)}"
+    page = Report(title or default, subtitle=f"run: {run_dir.resolve()}")
     for m in found:
         fn = _PROVIDERS[m][1]
         accepted = inspect.signature(fn).parameters

@@ -4,15 +4,17 @@ A class is a subclass of :class:`Anomaly` registered under its name with
 :func:`register_anomaly`; it names the :class:`Stage` of the simulator where it acts and
 implements :meth:`Anomaly.apply`, which changes the rows of its objects in the
 :class:`~speculum.sim.block.BlockState` and returns each row's truth (parameters and
-observed-frame windows). Registering it is the only step: :data:`ANOMALY_CLASSES`,
-``SimConfig(anomaly_classes=...)`` validation, the simulator's stages and the truth columns
-follow from the registry.
+observed-frame windows). ``SimConfig(anomaly_classes=...)`` validation, the simulator's
+stages and the truth columns follow from the registry. :data:`ANOMALY_CLASSES` (and the
+default ``SimConfig().anomaly_classes``) are the classes registered when
+:mod:`speculum.sim` is imported, so a class defined in this module is everywhere at once;
+one registered later from outside is usable by naming it in ``anomaly_classes``.
 
 Reproducibility: within a stage, classes run in registration order and draw from the
 block's generator in turn. A new class must draw nothing when it has no rows, so that data
 sets without it keep their random stream; ``reddened`` and ``odd_lines`` draw one number
 per object of the block whatever the classes drawn, as they always have. Adding a class
-to the registry extends the default ``SimConfig().anomaly_classes`` (and so what the
+to this module extends the default ``SimConfig().anomaly_classes`` (and so what the
 default configuration draws); saved configurations list their classes and reproduce.
 
 Example:

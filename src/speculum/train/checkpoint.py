@@ -92,7 +92,10 @@ def _encode(obj: Any, path: str, tensors: dict[str, torch.Tensor]) -> Any:
     if isinstance(obj, torch.Tensor):
         if path in tensors:
             raise ValueError(f"checkpoint: two tensors would be stored as {path!r}")
-        tensors[path] = obj.detach().cpu().contiguous()
+        t = obj.detach().cpu().contiguous()
+        if any(t.untyped_storage().data_ptr() == o.untyped_storage().data_ptr() for o in tensors.values()):
+            t = t.clone()  # tied/shared weights: safetensors stores each tensor with its own memory
+        tensors[path] = t
         return {_TENSOR: path}
     if obj is None or isinstance(obj, bool | int | float | str):
         return obj

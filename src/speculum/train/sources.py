@@ -35,6 +35,10 @@ class BatchSource:
     def batches(self, epoch: int, start: int = 0) -> Iterator[tuple[dict[str, torch.Tensor], int]]:
         raise NotImplementedError
 
+    def identity(self) -> dict[str, str | int | float | bool | None]:
+        """What fixes the batches (kind, sizes, seeds): recorded in checkpoints, a resume must match it."""
+        return {"source": type(self).__name__}
+
 
 class InMemoryBatches(BatchSource):
     """Rows held in memory; epoch ``e`` visits ``randperm(N)`` seeded by ``(seed, e)``.
@@ -73,6 +77,9 @@ class InMemoryBatches(BatchSource):
             raise ValueError(f"batch_size: {batch_size} is smaller than the {self.world} DDP ranks")
         if 0 < self.n < self.world:
             raise ValueError(f"train: {self.n} rows cannot be shared by {self.world} DDP ranks")
+
+    def identity(self) -> dict[str, str | int | float | bool | None]:
+        return {**super().identity(), "rows": self.n, "batch_size": self.batch_size, "seed": self.seed}
 
     def n_batches(self, epoch: int) -> int:
         n = math.ceil(self.n / self.batch_size)
@@ -140,6 +147,10 @@ class DrawBatches(BatchSource):
 
     def n_batches(self, epoch: int) -> int:
         return self.batches_per_epoch
+
+    def identity(self) -> dict[str, str | int | float | bool | None]:
+        size = {"batch_size": self.batch_size, "batches": self.batches_per_epoch}
+        return {**super().identity(), **size, "seed": self.seed}
 
     def generator(self, epoch: int, batch: int) -> torch.Generator:
         """The generator of batch ``batch`` of ``epoch``, seeded from ``(seed, epoch, batch)``."""

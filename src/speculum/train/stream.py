@@ -84,6 +84,17 @@ class StreamBatches(BatchSource):
         self.split = split
         self._plans: dict[int, np.ndarray] = {}
 
+    def identity(self) -> dict[str, str | int | float | bool | None]:
+        s = self.stream
+        return {
+            "source": "StreamBatches",
+            "batch_size": self.batch_size,
+            "split": self.split,
+            "seed": s.seed,
+            "shuffle_buffer": s.shuffle_buffer,
+            "open_shards": s.open_shards,
+        }
+
     def rows_per_rank(self, epoch: int) -> list[int]:
         """Rows of the split each rank streams in ``epoch`` (from the manifest)."""
         self.stream.set_epoch(epoch)

@@ -43,6 +43,7 @@ from typing import Any
 
 import torch
 
+from speculum._files import remove_stale_temps
 from speculum._runtime import rank_world
 from speculum.train.checkpoint import (
     CHECKPOINT_NAME,
@@ -331,13 +332,15 @@ class Trainer:
         if saved != self.config:
             diff = {k: (v, getattr(self.config, k)) for k, v in asdict(saved).items() if getattr(self.config, k) != v}
             raise ValueError(f"{self.checkpoint_path}: training config differs from the checkpoint's: {diff}")
-        for key in sorted(set(ckpt["identity"]) | set(self.identity)):
+        changed = []
+        for key in sorted(set(ckpt["identity"]) | set(self.identity)):  # the caller's settings before the batches'
             old, new = ckpt["identity"].get(key, "<not recorded>"), self.identity.get(key, "<not given>")
             if old != new:
-                raise ValueError(
-                    f"{self.checkpoint_path}: cannot resume exactly: {key} was {old!r} in the checkpoint "
-                    f"but is {new!r} in this run"
-                )
+                changed.append((key.startswith("batches_"), f"{key} was {old!r} in the checkpoint but is {new!r}"))
+        if changed:
+            raise ValueError(
+                f"{self.checkpoint_path}: cannot resume exactly: " + "; ".join(m for _, m in sorted(changed)) + " now"
+            )
         now = [p.to_dict() for p in phases]
         if ckpt["phases"] != now:
             raise ValueError(f"{self.checkpoint_path}: phases were {ckpt['phases']} in the checkpoint but are {now}")
@@ -433,9 +436,12 @@ class Trainer:
         """
         cfg = self.config
         source = train if isinstance(train, BatchSource) else InMemoryBatches(train, cfg.batch_size, cfg.seed)
+        self.identity.update({f"batches_{k}": v for k, v in source.identity().items()})  # a resume must match
         phases, opts, scheds = self._phases(source)
         state = TrainState(history=[])
         legacy = self.run_dir / LEGACY_CHECKPOINT_NAME
+        if self.rank == 0:
+            remove_stale_temps(self.run_dir)  # checkpoints of a killed run left half-written
         if resume and self.checkpoint_path.exists():
             state = self._restore(phases, opts, scheds)
         elif resume and legacy.exists():

@@ -119,3 +119,32 @@ def test_prepare_with_resolution_and_no_usable_row():
     p = prepare_spectra(cols, "DESI")
     assert p.y.shape == (0, length) and p.resolution.shape == (0, 11, length)
     assert p.skipped["no_redshift"] == 1 and p.skipped["redshift_out_of_range"] == 1
+
+
+def test_runs_refuse_replaced_models_and_stale_reconstructions(small_run, tmp_path):
+    """run.json names the data and the model by content hash; catalogues name their model: mismatches are refused."""
+    import shutil
+
+    from speculum.autoencode import report
+    from speculum.io import read_result_meta
+
+    data, run = small_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    rec = reconstruct(copy / "model.safetensors", data, copy / "reconstructions.parquet", split="test")
+    assert len(rec["object_id"]) > 0
+    meta = read_result_meta(copy / "reconstructions.parquet")
+    assert meta["model_hash"].startswith("sha256:") and meta["data_hash"].startswith("shards:")
+    assert report(copy).exists()  # consistent run: fine
+    # reconstructions made by another model are refused by the report
+    other = tmp_path / "other"
+    train_autoencoder(data, other, None, TrainConfig(epochs=1, batch_size=32, patience=0, seed=1), limit=64)
+    reconstruct(other / "model.safetensors", data, copy / "reconstructions.parquet", split="test")
+    with pytest.raises(ValueError, match="made by another model"):
+        report(copy)
+    # a replaced model is refused by reconstruct and by the report
+    shutil.copy(other / "model.safetensors", copy / "model.safetensors")
+    with pytest.raises(ValueError, match="not the model its run wrote"):
+        reconstruct(copy / "model.safetensors", data, tmp_path / "r.parquet")
+    with pytest.raises(ValueError, match="not the model this run wrote"):
+        report(copy)
