@@ -257,7 +257,24 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--reps", type=int, default=None, help="interleaved repetitions (default 5 quick, 7 full)")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile reference row")
     parser.add_argument("--bf16-quality", action="store_true", help="also train fp32 vs bf16 (demo setting)")
+    parser.add_argument("--bf16-quality-only", action="store_true", help="only the fp32 vs bf16 training (~11 min)")
     args = parser.parse_args(argv)
+    if args.bf16_quality_only:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        res = {k: round(v, 4) for k, v in bf16_quality().items()}
+        print(
+            f"bf16 training quality (demo setting, {args.threads} threads): held-out median chi2 of normal galaxies "
+            f"fp32 {res['bf16q_fp32_test_chi2_normal']:.4f} ({res['bf16q_fp32_train_seconds']} s), bf16 "
+            f"{res['bf16q_bf16_test_chi2_normal']:.4f} ({res['bf16q_bf16_train_seconds']} s); ratio "
+            f"{res['bf16q_chi2_ratio']:.4f} (bf16 may be the CPU default only within 1.02)"
+        )
+        if args.json:
+            from speculum._files import atomic_write_text
+
+            atomic_write_text(args.json, json.dumps(res, indent=1))
+        return res
     import torch
 
     torch.set_num_threads(args.threads)
