@@ -2,6 +2,7 @@
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -216,7 +217,7 @@ def _ddp_worker(rank: int, world: int, rdv: str, out: str) -> None:
 
     torch.set_num_threads(1)
     torch.distributed.init_process_group(
-        "gloo", init_method=f"file://{rdv}", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=60)
+        "gloo", init_method=rdv, rank=rank, world_size=world, timeout=datetime.timedelta(seconds=60)
     )
     try:
         for name, n in (("even", 40), ("short_last", 21)):  # 21 % 10 = 1 < 2 ranks
@@ -233,7 +234,9 @@ def _ddp_worker(rank: int, world: int, rdv: str, out: str) -> None:
                 torch.save({"state": model.state_dict(), "sizes": sizes}, f"{out}/{name}.pt")
             torch.save({"sizes": sizes}, f"{out}/{name}.rank{rank}.pt")
     finally:
-        torch.distributed.destroy_process_group()
+        from speculum._runtime import shutdown_distributed
+
+        shutdown_distributed()
 
 
 @pytest.fixture(scope="module")
@@ -241,7 +244,10 @@ def ddp_runs(tmp_path_factory):
     import torch.multiprocessing as mp
 
     out = tmp_path_factory.mktemp("ddp")
-    mp.spawn(_ddp_worker, args=(2, str(out / "rdv"), str(out)), nprocs=2, join=True)
+    with socket.socket() as s:  # a free port for the TCP rendezvous
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(2, f"tcp://127.0.0.1:{port}", str(out)), nprocs=2, join=True)
     return out
 
 

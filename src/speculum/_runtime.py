@@ -43,3 +43,13 @@ def init_distributed() -> bool:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
         torch.distributed.init_process_group(backend)
     return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def shutdown_distributed() -> None:
+    """Leave the process group together.
+
+    A barrier first, so no rank tears down its links while a peer still uses them.
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()

@@ -70,7 +70,7 @@ def train(
 
     import torch
 
-    from speculum._runtime import init_distributed
+    from speculum._runtime import init_distributed, shutdown_distributed
     from speculum.autoencode import PRESETS
     from speculum.autoencode import train as run
     from speculum.io import SpectraSet
@@ -128,8 +128,7 @@ def train(
             f"in {summary['train_seconds']} s; "
             f"best validation median reduced chi2 {summary['best_val_chi2']:.3f}; model: {summary['model']}"
         )
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+    shutdown_distributed()
 
 
 def reconstruct(
