@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +20,13 @@ from speculum.models import AutoencoderConfig, SpectrumAutoencoder, config_from_
 from speculum.train import (
     CHECKPOINT_NAME,
     CheckpointError,
+    Method,
     StreamBatches,
     TrainConfig,
     Trainer,
+    content_hash,
     load_checkpoint,
+    load_model,
     save_model,
     write_run_manifest,
 )
@@ -44,6 +48,9 @@ def train(
     shuffle_buffer: int = 4096,
     val_limit: int | None = None,
     use_resolution: bool = True,
+    init: str | Path | None = None,
+    method: Callable[[SpectrumAutoencoder, TrainConfig], Method] | None = None,
+    method_config: dict | None = None,
 ) -> dict:
     """Train a SPENDER autoencoder on a shard folder (train/val splits by object-id hash).
 
@@ -72,6 +79,13 @@ def train(
             or as many as fit in ~1 GiB, whichever is fewer).
         use_resolution: Apply the data's per-spectrum resolution matrices (DESI) in the
             forward model; ``False`` ignores them (the decoder then learns the broadening).
+        init: Start from the weights of this ``model.safetensors`` (e.g. a model trained with
+            the fiducial loss, before the outlier method's added losses); its config must
+            equal the run's (taken from it when ``model_config`` is not given).
+        method: ``method(model, train_config) -> Method``: what the trainer drives (default
+            :class:`AutoencoderMethod`; the outlier method adds its losses this way).
+        method_config: The method's own settings, saved in the checkpoint, the history and
+            the run manifest (``{"name": ..., ...}``); a resume must match them.
 
     Returns:
         Summary: history, best validation loss and reduced chi2, paths, counts.
@@ -94,6 +108,11 @@ def train(
         )
     if not resume and ckpt_path.exists():
         raise FileExistsError(f"{ckpt_path}: a run exists here; use --resume to continue it or choose another folder")
+    if init is not None and not (resume and ckpt_path.exists()):
+        start = load_model(init)
+        if model_config is not None and model_config != start.config:
+            raise ValueError(f"{init}: its model config differs from the requested one")
+        model_config = start.config
     model_config = model_config or PRESETS["small"](inst)
     if model_config.instrument != inst:
         raise ValueError(f"model_config.instrument: {model_config.instrument} but the data are {inst}")
@@ -132,7 +151,12 @@ def train(
     )
     dev = pick_device(device)
     torch.manual_seed(tcfg.seed)
-    model = SpectrumAutoencoder(model_config).to(dev)
+    model = SpectrumAutoencoder(model_config)
+    if init is not None and not (resume and ckpt_path.exists()):
+        model.load_state_dict(start.state_dict())
+        log.info("starting from the weights of %s", init)
+    model = model.to(dev)
+    method_config = method_config or {"name": "autoencode"}
     run_dir.mkdir(parents=True, exist_ok=True)
     model_path = run_dir / "model.safetensors"
     identity = {
@@ -142,12 +166,14 @@ def train(
         "shuffle_buffer": shuffle_buffer if stream else None,
         "val_limit": val_limit,
         "use_resolution": use_resolution,
+        "init": None if init is None else content_hash(init),
+        "method": json.dumps(method_config, sort_keys=True),
     }
     trainer = Trainer(
-        AutoencoderMethod(model),
+        AutoencoderMethod(model) if method is None else method(model, tcfg),
         config=tcfg,
         run_dir=run_dir,
-        metadata={"model_config": model_config.to_dict(), "data": str(Path(data).resolve())},
+        metadata={"model_config": model_config.to_dict(), "data": str(Path(data).resolve()), "method": method_config},
         identity=identity,
         on_best=lambda _: save_model(model, model_path),
         progress=progress,
@@ -175,14 +201,21 @@ def train(
         "model": str(model_path),
         "model_config": model_config.to_dict(),
         "train_config": tcfg.__dict__,
+        "method": method_config,
+        "init": None if init is None else str(init),
         "history": history,
     }
     if trainer.rank == 0:
         atomic_write_text(run_dir / "history.json", json.dumps(summary, indent=1, default=float))
         write_run_manifest(
             run_dir,
-            inputs={"data": data},
+            inputs={"data": data, **({"init": init} if init is not None else {})},
             outputs={"model": model_path},
-            config={"method": "autoencode", "model_config": model_config.to_dict(), "train_config": tcfg.__dict__},
+            config={
+                "method": method_config["name"],
+                "method_config": method_config,
+                "model_config": model_config.to_dict(),
+                "train_config": tcfg.__dict__,
+            },
         )
     return summary
