@@ -12,7 +12,8 @@ redshift-invariant latents, a normalizing flow over those latents, and a catalog
   :func:`fit_flow` (the flow over its latents) and :func:`encode`;
 * ``apply``: :func:`score`, the catalogue (``object_id``, ``z``, ``latent_i``, ``log_p``,
   ``reduced_chi2``, ``rank``, ``flags``), streamed per shard, resumable, on Dask when asked;
-* ``invariance``: :func:`redshift_invariance`, how much the redshift moves latents and ranks.
+* ``invariance``: :func:`redshift_invariance`, how much the redshift moves latents and ranks;
+* ``reporting``: :func:`report_sections` (log p by class, the least probable objects, AUCs, invariance).
 
 Example:
     >>> import tempfile
@@ -38,6 +39,7 @@ from speculum.outliers.config import LOSS_FORMS, InvarianceConfig
 from speculum.outliers.fit import encode, fit_flow, train
 from speculum.outliers.invariance import redshift_invariance
 from speculum.outliers.losses import OutlierMethod
+from speculum.outliers.reporting import auc_table, rank_auc, report_sections
 
 __all__ = [
     "CATALOGUE_UNITS",
@@ -46,11 +48,14 @@ __all__ = [
     "InvarianceConfig",
     "OutlierMethod",
     "OutlierModel",
+    "auc_table",
     "encode",
     "fit_flow",
     "redshift_augment",
+    "rank_auc",
     "redshift_invariance",
     "reobserve",
+    "report_sections",
     "score",
     "train",
 ]
