@@ -52,9 +52,22 @@ def test_pipeline_end_to_end(tmp_path):
     assert res.exit_code == 0, res.output
     import pyarrow.parquet as pq
 
+    from speculum.io import SpectraSet, prepare_spectra
+
+    usable = len(prepare_spectra(SpectraSet.open(sim).read(["z", "flux", "ivar", "mask"]), "SDSS").z)
     table = pq.read_table(rec).to_pydict()
-    assert len(table["object_id"]) == 600 and len(table["latents"][0]) == 8
+    assert usable >= 570 and len(table["object_id"]) == usable and len(table["latents"][0]) == 8
     assert np.all(np.isfinite(table["reduced_chi2"]))
+    res = runner.invoke(app, ["outliers", "fit-flow", str(run), "--epochs", "3", "--transforms", "2"])
+    assert res.exit_code == 0 and "flow fitted to" in res.output, res.output
+    cat = tmp_path / "cat.parquet"
+    res = runner.invoke(app, ["score", str(sim), "--model", str(run), "--out", str(cat)])
+    assert res.exit_code == 0 and "least probable:" in res.output, res.output
+    scored = pq.read_table(cat).to_pydict()
+    assert len(scored["object_id"]) == 600 and sum(r > 0 for r in scored["rank"]) == usable
+    assert {"z", "latent_0", "latent_7", "log_p", "reduced_chi2", "rank", "flags"} <= set(scored)
+    res = runner.invoke(app, ["score", str(sim), "--model", str(sim), "--out", str(cat)])
+    assert res.exit_code == 2 and "no model here" in res.output
     res = runner.invoke(app, ["report", str(run), str(sim), str(rec), "--out", str(tmp_path / "r.html")])
     assert res.exit_code == 0, res.output
     html = (tmp_path / "r.html").read_text()
@@ -85,6 +98,11 @@ def test_demo_small(demo_dir):
     summary = json.loads((demo_dir / "summary.json").read_text())
     assert summary["n_test"] > 20 and summary["median_reduced_chi2_test"] > 0.5
     assert (demo_dir / "report.html").stat().st_size > 100_000
+    html = (demo_dir / "report.html").read_text()
+    for title in ("Outliers: log p", "Least probable objects", "Anomaly detection", "Redshift invariance"):
+        assert title in html, title
+    assert 0 <= summary["auc_flow_test"] <= 1 and 0 <= summary["latent_scatter_across_z"]
+    assert (demo_dir / "run" / "catalogue.parquet").exists() and (demo_dir / "run" / "flow.safetensors").exists()
     # re-running resumes: the finished run is reused, not retrained
     res = runner.invoke(app, ["demo", "--out", str(demo_dir), "--n", "512", "--epochs", "1"])
     assert res.exit_code == 0, res.output

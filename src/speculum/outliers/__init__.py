@@ -36,10 +36,11 @@ Example:
 from speculum.outliers.apply import CATALOGUE_UNITS, FLAGS, OutlierModel, score
 from speculum.outliers.augment import redshift_augment, reobserve
 from speculum.outliers.config import LOSS_FORMS, InvarianceConfig
+from speculum.outliers.evaluate import precision_at, roc_auc
 from speculum.outliers.fit import encode, fit_flow, train
 from speculum.outliers.invariance import redshift_invariance
 from speculum.outliers.losses import OutlierMethod
-from speculum.outliers.reporting import auc_table, rank_auc, report_sections
+from speculum.outliers.reporting import auc_table, report_sections
 
 __all__ = [
     "CATALOGUE_UNITS",
@@ -52,10 +53,11 @@ __all__ = [
     "encode",
     "fit_flow",
     "redshift_augment",
-    "rank_auc",
+    "precision_at",
     "redshift_invariance",
     "reobserve",
     "report_sections",
+    "roc_auc",
     "score",
     "train",
 ]

@@ -7,30 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
+from speculum.outliers.evaluate import roc_auc
 from speculum.report import register_sections
 from speculum.report.builder import figure_to_html, pyplot, table_to_html
 
-__all__ = ["CATALOGUE_NAME", "INVARIANCE_NAME", "rank_auc", "report_sections"]
+__all__ = ["CATALOGUE_NAME", "INVARIANCE_NAME", "auc_table", "report_sections"]
 
 CATALOGUE_NAME = "catalogue.parquet"
 INVARIANCE_NAME = "invariance.json"
-
-
-def rank_auc(score: np.ndarray, positive: np.ndarray) -> float:
-    """ROC AUC of ``score`` (higher = more anomalous) for the boolean labels ``positive`` (Mann-Whitney, ties averaged).
-
-    Example:
-        >>> rank_auc(np.array([0.1, 0.2, 0.9, 0.8]), np.array([False, False, True, True]))
-        1.0
-    """
-    from scipy.stats import rankdata
-
-    positive = np.asarray(positive, bool)
-    n1, n0 = int(positive.sum()), int((~positive).sum())
-    if n1 == 0 or n0 == 0:
-        return float("nan")
-    r = rankdata(score)
-    return float((r[positive].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
 def _holds(run_dir: Path) -> bool:
@@ -50,8 +34,8 @@ def auc_table(cat: dict) -> list[dict]:
         rows.append({
             "class": c,
             "objects": int(pos[sel].sum()),
-            "AUC -log p (flow)": rank_auc(-np.asarray(cat["log_p"])[sel], pos[sel]),
-            "AUC reduced chi2": rank_auc(np.asarray(cat["reduced_chi2"])[sel], pos[sel]),
+            "AUC -log p (flow)": roc_auc(-np.asarray(cat["log_p"])[sel], pos[sel]),
+            "AUC reduced chi2": roc_auc(np.asarray(cat["reduced_chi2"])[sel], pos[sel]),
         })  # fmt: skip
     return rows
 
