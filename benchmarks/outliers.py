@@ -245,6 +245,12 @@ def goals(res: dict) -> list[str]:
         )
     r = res["score_spectra_per_s"]
     lines.append(f"score {r:.0f} spectra/s >= 1,000: " + ("met" if r >= 1000 else f"NOT met ({r / 1000:.2f}x)"))
+    rho = res.get("rank_spearman_across_z")
+    if rho is not None:
+        lines.append(f"rank_spearman_across_z {rho:.3f} >= 0.9: " + ("met" if rho >= 0.9 else "NOT met"))
+    ratio = res.get("realism_ratio")
+    if ratio is not None:
+        lines.append(f"realism_ratio {ratio:.3f} <= 1.3: " + ("met" if ratio <= 1.3 else "NOT met"))
     return lines
 
 

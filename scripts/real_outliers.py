@@ -52,15 +52,15 @@ def main() -> None:
         real = Path(tmp) / "real"
         ingest([spec], real, IngestConfig(instrument="SDSS", skip_bad=True))
         meta = SpectraSet.open(real).read(["object_id", "source_file"])
-        files = dict(zip(meta["object_id"], [Path(str(f)) for f in meta["source_file"]], strict=True))
+        files = dict(zip(meta["object_id"], [spec / Path(str(f)).name for f in meta["source_file"]], strict=True))
         cat = score(real, args.galaxy, Path(tmp) / "cat.parquet")
         star = None
         if args.star is not None:
-            from speculum.outliers.apply import OutlierModel  # stars are scored at rest (z = 0)
+            from speculum.outliers.stars import classify  # the star model scores at rest (z = 0)
 
-            om = OutlierModel.load(args.star, "cpu")
-            rows = SpectraSet.open(real).read(["object_id", "z", "flux", "ivar", "mask"])
-            star = dict(zip(rows["object_id"], om.score_rows(rows, z=0.0)["log_p"], strict=True))
+            c = classify(real, args.galaxy, args.star, Path(tmp) / "classify.parquet")
+            star = {o: (c["log_p_star"][i], c["delta_log_like"][i], bool(c["star_flag"][i]))
+                    for i, o in enumerate(c["object_id"])}  # fmt: skip
     table = []
     for i, oid in enumerate(cat["object_id"]):
         cls, sub = _pipeline_labels(files[oid])
@@ -72,16 +72,18 @@ def main() -> None:
             "log_p_galaxy": float(cat["log_p"][i]),
             "reduced_chi2": float(cat["reduced_chi2"][i]),
             "flags": int(cat["flags"][i]),
-            **({"log_p_star": float(star[oid])} if star is not None else {}),
+            **(dict(zip(("log_p_star", "delta_log_like", "star_flag"), star[oid], strict=True)) if star else {}),
         })  # fmt: skip
     table.sort(key=lambda r: (np.isnan(r["log_p_galaxy"]), r["log_p_galaxy"]))
+    for r in table:
+        r.update({k: float(v) if isinstance(v, np.floating) else v for k, v in r.items()})
     head = f"{'object':28s} {'class':7s} {'subclass':22s} {'z':>7s} {'log p gal':>10s} {'chi2':>8s}"
-    print(head + (f" {'log p star':>10s}" if star is not None else "") + "  flags")
+    print(head + (f" {'log p star':>10s} {'dlogL star-gal':>14s} star?" if star is not None else "") + "  flags")
     for r in table:
         line = (f"{r['object']:28s} {r['class']:7s} {r['subclass'][:22]:22s} {r['z']:7.4f} {r['log_p_galaxy']:10.1f} "
                 f"{r['reduced_chi2']:8.2f}")  # fmt: skip
         if star is not None:
-            line += f" {r['log_p_star']:10.1f}"
+            line += f" {r['log_p_star']:10.1f} {r['delta_log_like']:14.1f} {'yes' if r['star_flag'] else 'no':5s}"
         print(line + f"  {r['flags']}")
     if args.json:
         Path(args.json).write_text(json.dumps(table, indent=1))

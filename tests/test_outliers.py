@@ -201,6 +201,24 @@ def test_score_on_a_local_dask_cluster_equals_the_single_process_catalogue(train
     np.testing.assert_allclose(single["log_p"], multi["log_p"], rtol=0, atol=0)
 
 
+def test_invariance_figures_known_answers():
+    from speculum.outliers.invariance import invariance_figures
+
+    rng = np.random.default_rng(1)
+    galaxies = rng.normal(size=(1, 3000, 4))
+    same = np.repeat(galaxies, 3, axis=0)
+    f = invariance_figures(same, -(same**2).sum(-1))
+    assert f["latent_scatter"] < 1e-12 and f["rank_spearman_across_z"] == pytest.approx(1.0)
+    # copies unrelated to each other: within-galaxy scatter = population scatter x sqrt((k - 1) / k), no rank memory
+    fresh = rng.normal(size=(3, 3000, 4))
+    f = invariance_figures(fresh, -(fresh**2).sum(-1))
+    assert f["latent_scatter"] == pytest.approx(np.sqrt(2 / 3), abs=0.02)
+    assert abs(f["rank_spearman_across_z"]) < 0.05
+    # half the spread from the redshift: scatter^2 = 0.5 * (k - 1) / k
+    noisy = same + rng.normal(size=(3, 3000, 4))
+    assert invariance_figures(noisy)["latent_scatter"] == pytest.approx(np.sqrt(0.5 * 2 / 3), abs=0.03)
+
+
 def test_fixed_redshift_simulator_reobserves_the_same_galaxies(trained):
     from speculum.outliers import redshift_invariance
     from speculum.outliers.invariance import FixedRedshiftSimulator
@@ -218,11 +236,13 @@ def test_fixed_redshift_simulator_reobserves_the_same_galaxies(trained):
 
     om = OutlierModel.load(tmp / "run")
     res = redshift_invariance(load_model(tmp / "run" / "model.safetensors"), om.flow, n=96, z_values=(0.05, 0.1, 0.15))
-    assert 0 < res["latent_scatter"] < 1.5 and -1 <= res["rank_spearman_across_z"] <= 1 and res["n"] > 80
+    # a trained encoder is far from both extremes: 0 (invariant) and sqrt(2/3) (copies unrelated)
+    assert 0.01 < res["latent_scatter"] < 0.6 and 0.3 < res["rank_spearman_across_z"] <= 1 and res["n"] > 80
 
 
 def test_outlier_training_continues_a_fiducial_model(trained):
-    """--init starts from the fiducial weights (the first validation equals the fiducial model's) and trains on."""
+    """--init starts from the fiducial weights (validation after one epoch near the fiducial model's, not a
+    fresh network's) and the similarity slope is annealed within the epoch."""
     import json
 
     from speculum.outliers import train
@@ -233,6 +253,7 @@ def test_outlier_training_continues_a_fiducial_model(trained):
               train_config=TrainConfig(epochs=1, batch_size=64, lr=1e-4, patience=0, precision="fp32"))  # fmt: skip
     h = s["history"][0]
     assert {"train_sim", "train_cons", "train_fid_aug"} <= set(h)
+    assert 4.0 < h["train_k"] < 6.0  # the slope ramps 0 -> 9.9 across the (only) epoch: its mean is ~ 4.95
     assert h["val_chi2"] < 1.2 * fid["history"][-1]["val_chi2"]  # not a fresh network: starts where fiducial ended
     assert s["method"]["name"] == "outliers" and s["method"]["invariance"]["form"] == "published"
     assert math.isfinite(h["train_loss"])

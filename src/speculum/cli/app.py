@@ -205,7 +205,7 @@ def demo(
 ) -> None:
     """The main job on built-in data: simulate -> train (small model) -> reconstruct -> outliers -> report.
 
-    Takes about 4 minutes on 2 CPU cores with the defaults (see the README). Re-running resumes.
+    The README gives its run time on 2 CPU cores with the defaults. Re-running resumes.
 
     \b
     Example: speculum demo --out demo-output
@@ -240,7 +240,7 @@ def demo(
         flow = fit_flow(run, data, train_config=fcfg, resume=(run / "flow" / CHECKPOINT_NAME).exists(), progress=True)
         cat = score(data, run, run / CATALOGUE_NAME, split="test", progress=True)
         om = OutlierModel.load(run, "cpu")
-        inv = redshift_invariance(om.model, om.flow, cfg, n=512, seed=seed + 10_000)
+        inv = redshift_invariance(om.model, om.flow, None, n=512, seed=seed + 10_000)
         atomic_write_text(run / INVARIANCE_NAME, json.dumps({"fiducial loss": inv}, indent=1))
         html = build_report(run, out / "report.html", data=data, reconstructions=rec_path)
     aucs = auc_table(cat)

@@ -55,16 +55,18 @@ def train(
     setup_logging(verbose)
     with user_errors():
         init_distributed()
-        inv = InvarianceConfig(form=form, dz=dz, k_cycle=k_cycle, off_epochs=off_epochs)
-        tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, precision=precision,
-                           seed=seed)  # fmt: skip
-        summary = run(data, out, inv, init=init, train_config=tcfg, resume=resume, device=device,
-                      progress=sys.stderr.isatty() or verbose, limit=limit)  # fmt: skip
+        try:
+            inv = InvarianceConfig(form=form, dz=dz, k_cycle=k_cycle, off_epochs=off_epochs)
+            tcfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, precision=precision,
+                               seed=seed)  # fmt: skip
+            summary = run(data, out, inv, init=init, train_config=tcfg, resume=resume, device=device,
+                          progress=sys.stderr.isatty() or verbose, limit=limit)  # fmt: skip
+        finally:
+            shutdown_distributed()
     typer.echo(
         f"trained on {summary['n_train']} spectra for {summary['epochs_run']} epochs in {summary['train_seconds']} s; "
         f"best validation median reduced chi2 {summary['best_val_chi2']:.3f}; next: speculum outliers fit-flow {out}"
     )
-    shutdown_distributed()
 
 
 @app.command("fit-flow")
@@ -127,7 +129,7 @@ def score(
 
     setup_logging(verbose)
     with user_errors():
-        cat = run(data, model, out, split=split, batch_size=batch_size, device=device, progress=True,
+        cat = run(data, model, out, split=split, batch_size=batch_size, device=device, progress=sys.stderr.isatty(),
                   scheduler=scheduler)  # fmt: skip
     ok = cat["rank"] > 0
     typer.echo(f"scored {int(ok.sum())} of {len(ok)} objects; wrote {out}")

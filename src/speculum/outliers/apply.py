@@ -61,6 +61,7 @@ class OutlierModel:
     flow: DensityFlow
     model_path: Path
     flow_path: Path
+    use_resolution: bool = True
 
     @classmethod
     def load(cls, where: str | Path, device: str = "auto", flow: str | Path | None = None) -> OutlierModel:
@@ -85,7 +86,9 @@ class OutlierModel:
         if not isinstance(flw, DensityFlow):
             raise ValueError(f"{flow_path}: not a flow (a {type(flw).__name__})")
         flw.check_source(model.encoder, what=str(flow_path))
-        return cls(model, flw, model_path, flow_path)
+        from speculum.autoencode._common import _trained_with_resolution
+
+        return cls(model, flw, model_path, flow_path, _trained_with_resolution(model_path.parent / "history.json"))
 
     @property
     def identity(self) -> dict[str, str]:
@@ -107,6 +110,8 @@ class OutlierModel:
         inst = self.model.config.instrument
         if z is not None:
             chunk = {**chunk, "z": np.full(len(chunk["z"]), z)}
+        if not self.use_resolution and "resolution" in chunk:  # as the model was trained (--no-resolution)
+            chunk = {k: v for k, v in chunk.items() if k != "resolution"}
         prep = prepare_spectra(chunk, inst, fit_amplitude=self.model.config.normalize)
         n, s_dim = len(chunk["z"]), self.model.config.n_latent
         out = {
@@ -136,6 +141,7 @@ class OutlierModel:
                 FLAGS["poor_fit"] * (chi2 > POOR_FIT)
                 + FLAGS["low_coverage"] * (nv < 0.5 * n_pix)
                 + FLAGS["extrapolated"] * (far > EXTRAPOLATED)
+                + FLAGS["not_scored"] * np.isnan(out["log_p"][rows])
             ).astype(np.int32)
         return out
 
@@ -186,11 +192,12 @@ def score_shard(
                 keep[name] = chunk[name]
         for k, v in keep.items():
             parts.setdefault(k, []).append(np.asarray(v))
-    if not parts:
+    if not parts:  # no row of this split here: an empty part with the same columns
         s_dim = om.model.config.n_latent
         parts = {"object_id": [np.zeros(0, object)], "z": [np.zeros(0)], "latents": [np.zeros((0, s_dim), np.float32)],
                  "log_p": [np.zeros(0)], "reduced_chi2": [np.zeros(0, np.float32)], "n_valid": [np.zeros(0, np.int32)],
                  "flags": [np.zeros(0, np.int32)]}  # fmt: skip
+        parts.update({name: [np.zeros(0, object)] for name in ("split", "truth_class") if name in cols})
     cols_out = {k: np.concatenate(v) for k, v in parts.items()}
     write_results(part, cols_out, CATALOGUE_UNITS, ident)
     return str(part)
@@ -201,9 +208,10 @@ def _gather(paths: list[str], n_latent: int) -> dict[str, np.ndarray]:
     cat = {k: np.concatenate([np.asarray(t[k]) for t in tables]) for k in tables[0]}
     lat = np.asarray(cat.pop("latents"), np.float32).reshape(-1, n_latent)
     log_p = np.asarray(cat["log_p"], np.float64)
-    ok = np.isfinite(log_p)
+    ok = ~np.isnan(log_p)  # -inf (nothing like the training set) ranks first
     rank = np.zeros(len(log_p), np.int64)
     order = np.argsort(np.where(ok, log_p, np.inf), kind="stable")
+    order = order[np.argsort(~ok[order], kind="stable")]  # NaN after every number, also after +inf
     rank[order[: ok.sum()]] = np.arange(1, ok.sum() + 1)
     out: dict[str, Any] = {"object_id": cat["object_id"], "z": cat["z"]}
     out.update({f"latent_{i}": lat[:, i] for i in range(n_latent)})

@@ -2,8 +2,10 @@
 
 A spectrum observed at ``z`` on the grid ``lambda`` is re-observed at ``z'``: the restframe
 spectrum is unchanged, so the new flux at ``lambda`` is the old flux at
-``lambda (1 + z) / (1 + z')``, linearly interpolated on the instrument grid, with the inverse
-variance interpolated alike (zero when either neighbour is zero). Pixels whose source lies
+``lambda (1 + z) / (1 + z')``, linearly interpolated on the instrument grid, with the variance
+propagated through the interpolation, ``(1 - t)^2 / w_lo + t^2 / w_hi`` (zero weight when
+either neighbour has none). The copy keeps the original's DESI resolution matrices (an
+approximation: the resolution belongs to the detector pixel, not to the restframe). Pixels whose source lies
 outside the observed grid have no data: flux and weight 0. The median normalisation of
 :func:`speculum.io.prepare_spectra` is over a *restframe* window, so normalised spectra stay
 normalised.
@@ -41,7 +43,8 @@ def reobserve(
     w_lo, w_hi = w.gather(1, lo), w.gather(1, hi)
     usable = inside & (w_lo > 0) & (w_hi > 0)
     y_new = torch.where(inside, y_lo + t * (y_hi - y_lo), torch.zeros_like(y))
-    w_new = torch.where(usable, w_lo + t * (w_hi - w_lo), torch.zeros_like(w))
+    var = (1 - t) ** 2 / w_lo.clamp_min(1e-30) + t**2 / w_hi.clamp_min(1e-30)  # variance of the interpolated flux
+    w_new = torch.where(usable, 1 / var, torch.zeros_like(w))
     return y_new, w_new
 
 
@@ -55,6 +58,9 @@ def redshift_augment(
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Each spectrum re-observed at a new redshift uniform in ``z +- dz``, clipped to ``z_range``.
+
+    Clipping follows the papers; it piles draws up at the range's ends (with ``dz = 0.5`` and
+    ``z = 0.1`` about 40 % of the copies land at ``z' = 0``).
 
     Args:
         y, w, z, wave: As in :func:`reobserve`.

@@ -9,12 +9,16 @@ __all__ = ["LOSS_FORMS", "InvarianceConfig"]
 LOSS_FORMS = ("published", "scale_invariant", "running")
 """How latent and spectral distances are scaled in the consistency and similarity losses.
 
-* ``published``: Liang et al. (2023a), as printed: ``L = L_fid + L_sim + L_c``;
-* ``scale_invariant``: the reference's newer form: both distances divided by their batch
-  means, the consistency distance by the batch latent variance, ``L = L_fid + 3 L_sim + L_c``;
-* ``running``: the published form with the latent distances divided by a running average of
-  the latent amplitude over the data set (an open proposal of the reference's authors: the
-  sigmoids stay in their active range however the latents scale).
+* ``published``: Liang et al. (2023a), as printed: ``D_lat = ||s_i - s_j||^2 / S``,
+  ``L_c = sigmoid(||s - s'||^2 / (sigma_s^2 S)) - 1/2``, ``L = L_fid + L_sim + L_c``;
+* ``scale_invariant``: the reference's newer form: ``D_lat`` and ``D_spec`` each divided by
+  its batch mean over pairs, the consistency distance divided by the batch latent variance
+  (inside the sigmoid: dividing the loss value instead would reward inflating the
+  latents), ``L = L_fid + 3 L_sim + L_c``;
+* ``running``: as ``scale_invariant``, but with running averages over the data set (the
+  :class:`~speculum.outliers.losses.RunningScale` buffers) in place of the batch means and
+  variance, and ``L_sim`` weight 1 (an open proposal of the reference's authors: the sigmoids
+  stay in their active range however the latents scale, and a small batch does not jolt them).
 """
 
 

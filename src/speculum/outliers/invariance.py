@@ -24,7 +24,10 @@ import torch
 from speculum.io import prepare_spectra
 from speculum.sim import GalaxySimulator, SimConfig
 
-__all__ = ["FixedRedshiftSimulator", "redshift_invariance"]
+__all__ = ["RESTFRAME_ANOMALIES", "FixedRedshiftSimulator", "invariance_figures", "redshift_invariance"]
+
+RESTFRAME_ANOMALIES = ("agn", "reddened", "odd_lines")
+"""Anomaly classes that belong to the galaxy's restframe (the same object at any redshift)."""
 
 
 class FixedRedshiftSimulator(GalaxySimulator):
@@ -62,7 +65,10 @@ def redshift_invariance(
     Args:
         model: A :class:`~speculum.models.SpectrumAutoencoder`.
         flow: The flow over its latents (``None``: no rank correlation).
-        sim_config: The galaxies (default: ``SimConfig(instrument=model's, anomaly_rate=0.05)``).
+        sim_config: The galaxies (default: the model's instrument, 5 % anomalies of the classes
+            that live in the restframe, :data:`RESTFRAME_ANOMALIES`: an ``artefact`` or a
+            ``star_blend`` sits in the observed frame, so re-observing it at another redshift
+            changes what the galaxy is).
         z_values: Redshifts (default: the 10/30/50/70/90 % quantiles of the simulator's
             redshift distribution).
         n: Galaxies.
@@ -72,7 +78,7 @@ def redshift_invariance(
         ``latent_scatter``, ``rank_spearman_across_z`` (NaN without a flow), ``n``, ``z_values``.
     """
     inst = model.config.instrument
-    cfg = sim_config or SimConfig(instrument=inst, anomaly_rate=0.05)
+    cfg = sim_config or SimConfig(instrument=inst, anomaly_rate=0.05, anomaly_classes=RESTFRAME_ANOMALIES)
     if z_values is None:
         z_draw = GalaxySimulator(cfg).simulate(min(n, 512), seed=seed).z
         z_values = tuple(float(np.round(q, 3)) for q in np.quantile(z_draw, [0.1, 0.3, 0.5, 0.7, 0.9]))
@@ -90,14 +96,26 @@ def redshift_invariance(
         lat.append(s)
         if flow is not None:
             logp.append(flow.log_prob(torch.from_numpy(np.nan_to_num(s)).to(dev)).double().cpu().numpy())
-    lat_arr = np.stack(lat)[:, usable]  # (n_z, n_ok, S)
-    within = lat_arr.var(0).sum(1).mean()
-    population = lat_arr.reshape(-1, lat_arr.shape[-1]).var(0).sum()
-    out = {"latent_scatter": float(np.sqrt(within / population)), "n": int(usable.sum()), "z_values": list(z_values)}
-    if flow is not None:
-        lp = np.stack(logp)[:, usable]
-        pairs = list(itertools.combinations(range(len(z_values)), 2))
-        out["rank_spearman_across_z"] = float(np.mean([_spearman(lp[a], lp[b]) for a, b in pairs]))
+    return {**invariance_figures(np.stack(lat)[:, usable], np.stack(logp)[:, usable] if logp else None),
+            "z_values": list(z_values)}  # fmt: skip
+
+
+def invariance_figures(latents: np.ndarray, log_p: np.ndarray | None = None) -> dict[str, float]:
+    """The figures of :func:`redshift_invariance` from latents ``(n_z, n, S)`` and ``log p`` ``(n_z, n)``.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> same = np.repeat(rng.normal(size=(1, 200, 4)), 3, axis=0)   # invariant latents
+        >>> f = invariance_figures(same, -(same**2).sum(-1))
+        >>> round(f["latent_scatter"], 12), round(f["rank_spearman_across_z"], 12)
+        (0.0, 1.0)
+    """
+    within = latents.var(0).sum(1).mean()
+    population = latents.reshape(-1, latents.shape[-1]).var(0).sum()
+    out = {"latent_scatter": float(np.sqrt(within / population)), "n": int(latents.shape[1])}
+    if log_p is not None:
+        pairs = list(itertools.combinations(range(len(log_p)), 2))
+        out["rank_spearman_across_z"] = float(np.mean([_spearman(log_p[a], log_p[b]) for a, b in pairs]))
     else:
         out["rank_spearman_across_z"] = float("nan")
     return out

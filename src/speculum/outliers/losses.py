@@ -74,6 +74,8 @@ class RunningScale(torch.nn.Module):
     """Running averages over the data set of the batch latent variance and mean distances.
 
     Buffers only (checkpointed with the run, so a resumed run continues them exactly).
+    Under DDP every rank takes part in every update (a rank without usable rows adds
+    zero weight), so the averages are the same on all ranks and nothing waits.
 
     Args:
         momentum: ``avg <- momentum * avg + (1 - momentum) * batch value``; the first batch sets them.
@@ -88,13 +90,18 @@ class RunningScale(torch.nn.Module):
         self.register_buffer("count", torch.zeros((), dtype=torch.long))
 
     @torch.no_grad()
-    def update(self, latent_var: torch.Tensor, d_lat: torch.Tensor, d_spec: torch.Tensor) -> None:
-        vals = torch.stack([latent_var, d_lat, d_spec]).float()
+    def update(self, latent_var: torch.Tensor, d_lat: torch.Tensor, d_spec: torch.Tensor, rows: int) -> None:
+        """Fold in one batch's values, weighted by its ``rows`` (summed over DDP ranks)."""
+        vals = torch.stack([latent_var * rows, d_lat * rows, d_spec * rows,
+                            torch.tensor(float(rows), device=latent_var.device)]).float()  # fmt: skip
+        vals = vals.to(self.latent_var.device)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(vals)
-            vals /= torch.distributed.get_world_size()
+        if float(vals[3]) <= 0:
+            return
+        batch = vals[:3] / vals[3]
         m = self.momentum if int(self.count) > 0 else 0.0
-        for buf, v in zip((self.latent_var, self.d_lat, self.d_spec), vals, strict=True):
+        for buf, v in zip((self.latent_var, self.d_lat, self.d_spec), batch, strict=True):
             buf.mul_(m).add_((1 - m) * v)
         self.count += 1
 
@@ -120,7 +127,7 @@ class OutlierMethod(AutoencoderMethod):
     def __init__(self, model: torch.nn.Module, config: InvarianceConfig, epochs: int) -> None:
         super().__init__(model)
         self.config, self.epochs = config, epochs
-        self.scale = RunningScale(config.momentum)
+        self.scale = RunningScale(config.momentum).to(next(model.parameters()).device)
         inst = get_instrument(model.config.instrument)
         self.wave = torch.tensor(np.asarray(inst.wave_obs), dtype=torch.float64)
         self.z_range = (float(inst.z_range[0]), float(inst.z_range[1]))
@@ -129,7 +136,12 @@ class OutlierMethod(AutoencoderMethod):
         return {"model": self.model, "scale": self.scale}
 
     def losses(self, net: torch.nn.Module, batch: dict[str, torch.Tensor], k: float) -> dict[str, torch.Tensor]:
-        """Per-row terms ``fid``, ``fid_aug``, ``sim``, ``cons`` and their weighted sum ``loss``."""
+        """Per-row terms ``fid``, ``fid_aug``, ``sim``, ``cons`` and their weighted sum ``loss``.
+
+        Rows without usable pixels (in the original or its re-observed copy; a streamed batch
+        keeps unusable rows with zero weight) take no part in the similarity and consistency
+        terms or in the batch and running statistics.
+        """
         cfg = self.config
         y, w, z, res = batch["y"], batch["w"], batch["z"], batch.get("resolution")
         y2, w2, z2 = redshift_augment(y, w, z, self.wave, self.z_range, cfg.dz)
@@ -139,32 +151,37 @@ class OutlierMethod(AutoencoderMethod):
         obs, valid = both.observed.float(), both.valid
         fid = fiducial_loss(y, w * valid[:n], obs[:n], reduce=False)
         fid2 = fiducial_loss(y2, w2 * valid[n:], obs[n:], reduce=False)
-        s, s2 = both.latents[:n].float(), both.latents[n:].float()
+        use = (w.sum(1) > 0) & (w2.sum(1) > 0)
+        m = int(use.sum())
+        s_all, s2_all = both.latents[:n].float(), both.latents[n:].float()
+        s, s2 = s_all[use], s2_all[use]
         d_lat = latent_distance(s)
-        d_spec = spectral_distance(both.restframe[:n].detach(), self.model.wave_rest, cfg)
-        var = s.detach().var(0).mean() if n > 1 else torch.ones((), device=s.device)
-        if cfg.form == "scale_invariant":
-            d_lat, d_spec = (
-                d_lat / _mean_offdiag(d_lat).detach().clamp_min(1e-12),
-                d_spec / _mean_offdiag(d_spec).clamp_min(1e-12),
-            )
+        d_spec = spectral_distance(both.restframe[:n][use].detach(), self.model.wave_rest, cfg)
+        var = s.detach().var(0).mean() if m > 1 else torch.ones((), device=s.device)
+        if cfg.form == "scale_invariant":  # batch means not detached: the gradient is scale-free too
+            d_lat = d_lat / _mean_offdiag(d_lat).clamp_min(1e-12)
+            d_spec = d_spec / _mean_offdiag(d_spec).clamp_min(1e-12)
             variance = var.clamp_min(1e-12)
         elif cfg.form == "running":
-            if self.model.training and n > 1:
-                self.scale.update(var, _mean_offdiag(d_lat).detach(), _mean_offdiag(d_spec))
+            if self.model.training:  # every rank joins the update, also with m <= 1 (zero weight)
+                self.scale.update(var, _mean_offdiag(d_lat).detach(), _mean_offdiag(d_spec), m if m > 1 else 0)
             d_lat = d_lat / self.scale.d_lat.clamp_min(1e-12)
             d_spec = d_spec / self.scale.d_spec.clamp_min(1e-12)
             variance = self.scale.latent_var.clamp_min(1e-12)
         else:
             variance = 1.0
-        sim = similarity_loss(d_lat, d_spec, k, cfg.b)
-        cons = consistency_loss(s, s2, cfg.sigma_s, variance)
+        sim = torch.zeros(n, device=fid.device)
+        cons = torch.zeros(n, device=fid.device)
+        if m > 1:
+            sim = sim.index_put((use.nonzero().squeeze(1),), similarity_loss(d_lat, d_spec, k, cfg.b))
+        if m > 0:
+            cons = cons.index_put((use.nonzero().squeeze(1),), consistency_loss(s, s2, cfg.sigma_s, variance))
         total = fid + cfg.fiducial * fid2 + cfg.similarity_weight * sim + cons
-        return {"loss": total, "fid": fid, "fid_aug": fid2, "sim": sim, "cons": cons}
+        return {"loss": total, "fid": fid, "fid_aug": fid2, "sim": sim, "cons": cons, "k": torch.full_like(fid, k)}
 
     def step(self, ctx: StepContext, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """One Adam update on the batch's total loss; ``k`` from the epoch (:meth:`InvarianceConfig.slope`)."""
-        k = self.config.slope(ctx.epoch, self.epochs)
+        """One Adam update on the batch's total loss; ``k`` at the fractional epoch (:meth:`InvarianceConfig.slope`)."""
+        k = self.config.slope(ctx.progress, self.epochs)
         with ctx.autocast():
             terms = self.losses(ctx.nets["model"], batch, k)
         ctx.minimize("main", terms["loss"])

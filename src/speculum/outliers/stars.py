@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from speculum.io import DataFormatError, ShardWriter, SpectraSet, read_results, write_results
+from speculum.outliers.evaluate import roc_auc
 from speculum.schema import spectra_columns
 from speculum.sim import GalaxySimulator, SimConfig, SimulatedSpectra
 from speculum.sim.stars import STAR_BLOCK_SIZE, StarConfig, StarSimulator
@@ -411,19 +412,6 @@ def star_flag_quality(
     }
 
 
-def _auc(score: np.ndarray, positive: np.ndarray) -> float:
-    """Probability that a random positive scores above a random negative (ties count half; NaN lowest)."""
-    v = np.nan_to_num(np.asarray(score, np.float64), nan=-np.inf)
-    pos, neg = v[positive], v[~positive]
-    if not len(pos) or not len(neg):
-        return float("nan")
-    order = np.sort(neg)
-    above = np.searchsorted(order, pos, side="left") + 0.5 * (
-        np.searchsorted(order, pos, side="right") - np.searchsorted(order, pos, side="left")
-    )
-    return float(above.sum() / (len(pos) * len(neg)))
-
-
 def star_flag_benchmark(
     work: str | Path,
     n_train: int = 1024,
@@ -490,7 +478,9 @@ def star_flag_benchmark(
     levels = (0.0, 0.05, 0.5, 0.95, 1.0)
     res: dict = {"default": star_flag_quality(cat), "statistics": {}}
     for stat, column in STATISTICS.items():
-        entry: dict = {"auc": _auc(cat[column], is_star), "thresholds": {}}
+        v = np.nan_to_num(np.asarray(cat[column], np.float64), nan=-np.inf, posinf=np.finfo(float).max)
+        v = np.where(np.isneginf(v), np.finfo(float).min, v)  # unscored rows lowest
+        entry: dict = {"auc": roc_auc(v, is_star), "thresholds": {}}
         for t in thresholds:
             entry["thresholds"][str(float(t))] = star_flag_quality({**cat, "star_flag": labelled & (cat[column] > t)})
         entry["quantiles"] = {

@@ -83,6 +83,7 @@ class StepContext:
         batch: Batch index within the epoch.
         global_rows: Rows of this step summed over all DDP ranks.
         world: Number of DDP ranks.
+        n_batches: Batches in this epoch (0 when unknown, e.g. during validation).
     """
 
     def __init__(
@@ -95,10 +96,16 @@ class StepContext:
         batch: int,
         global_rows: int,
         world: int,
+        n_batches: int = 0,
     ) -> None:
         self.nets, self.phase, self.epoch, self.batch = nets, phase, epoch, batch
-        self.global_rows, self.world = global_rows, world
+        self.global_rows, self.world, self.n_batches = global_rows, world, n_batches
         self._optimizers, self._autocast = optimizers, autocast
+
+    @property
+    def progress(self) -> float:
+        """The fractional epoch ``epoch + batch / n_batches`` (``epoch`` when ``n_batches`` is unknown)."""
+        return self.epoch + (self.batch / self.n_batches if self.n_batches else 0.0)
 
     def autocast(self) -> AbstractContextManager:
         """Mixed-precision context for forward passes (``bf16`` when the run uses it)."""

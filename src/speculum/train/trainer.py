@@ -370,8 +370,8 @@ class Trainer:
     def _to(self, batch: dict[str, Any]) -> dict[str, Any]:
         return {k: v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
-    def _ctx(self, nets, opts, phase: Phase, epoch: int, batch: int, global_rows: int) -> StepContext:
-        return StepContext(nets, opts, phase, self._context, epoch, batch, global_rows, self.world)
+    def _ctx(self, nets, opts, phase: Phase, epoch: int, batch: int, global_rows: int, n_batches: int = 0):
+        return StepContext(nets, opts, phase, self._context, epoch, batch, global_rows, self.world, n_batches)
 
     @torch.no_grad()
     def evaluate(self, data: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -490,7 +490,7 @@ class Trainer:
             if global_rows < 1:
                 raise ValueError(f"train: batch {b} of epoch {epoch} has no rows on any rank")
             batch = self._to(local_batch)
-            out = self.method.step(self._ctx(nets, opts, phase, epoch, b, global_rows), batch)
+            out = self.method.step(self._ctx(nets, opts, phase, epoch, b, global_rows, n_batches), batch)
             for sched in stepped:
                 sched.step()
             lengths = {len(v) for v in out.values()}
