@@ -231,8 +231,10 @@ def test_sdss_reader_matches_specutils_loader(shared_data: Path):
       float32 (the file's ``loglam`` is float32: 2.4e-7 dex rounding = 5.5e-7 in lambda),
       our grid is the exact float64 lattice ``10 ** (3.549 + 1e-4 k)``;
     * specutils keeps the file's ivar and masks ``and_mask != 0``; we set ivar = 0 and BAD
-      for every ``and_mask`` bit except BRIGHTSKY (or ivar <= 0) and mark BRIGHTSKY-only
-      pixels SKY_LINE with their ivar kept, so those pixels are masked by specutils only.
+      only for ivar <= 0 and the bits SDSS calls bad (NOPLUG, BADTRACE, BADFLAT, BADARC,
+      FULLREJECT, NOSKY, COMBINEREJ: ``SDSS_BAD_BITS``), mark sky trouble (BRIGHTSKY,
+      BADSKYCHI, REDMONSTER) SKY_LINE and keep informational bits (MANYBADCOLUMNS,
+      NEARBADPIXEL, ...) usable with their ivar, so those pixels are masked by specutils only.
     """
     files = sorted((shared_data / "sdss_boss" / "spec").glob("*.fits"))
     files += sorted((shared_data / "sdss_boss" / "rm017_multiepoch").glob("*.fits"))
@@ -254,13 +256,15 @@ def test_sdss_reader_matches_specutils_loader(shared_data: Path):
         assert spec.flux.unit == u.Unit(FLUX_UNIT)
         np.testing.assert_array_equal(of, f.astype(np.float32), err_msg=path.name)  # same pixels, same flux
         ours_bad = (om & PixelMask.BAD) != 0
-        np.testing.assert_array_equal(ours_bad, ((and_mask & ~BRIGHTSKY) != 0) | (iv <= 0), err_msg=path.name)
+        bad_bits = sum(1 << b for b in (0, 1, 2, 3, 18, 22, 25))
+        np.testing.assert_array_equal(ours_bad, ((and_mask & bad_bits) != 0) | (iv <= 0), err_msg=path.name)
         np.testing.assert_array_equal(oi[~ours_bad], iv[~ours_bad].astype(np.float32), err_msg=path.name)
         assert np.all(oi[ours_bad] == 0), path.name
         np.testing.assert_array_equal(smask, and_mask != 0, err_msg=path.name)
-        only_specutils = smask & ~ours_bad  # BRIGHTSKY-only pixels: masked there, SKY_LINE here
-        assert np.all(and_mask[only_specutils] == BRIGHTSKY), path.name
-        assert np.all(om[only_specutils] & PixelMask.SKY_LINE), path.name
+        only_specutils = smask & ~ours_bad  # masked there; SKY_LINE or usable here
+        assert np.all((and_mask[only_specutils] & bad_bits) == 0), path.name
+        sky_trouble = only_specutils & ((and_mask & (BRIGHTSKY | (1 << 27) | (1 << 28))) != 0)
+        assert np.all(om[sky_trouble] & PixelMask.SKY_LINE), path.name
         # pixels outside the file are NO_DATA with ivar 0
         outside = np.setdiff1d(np.arange(BOSS.n_pixels), k)
         assert np.all(rec.mask[0, outside] & PixelMask.NO_DATA) and np.all(rec.ivar[0, outside] == 0)

@@ -39,7 +39,7 @@ def _index(shared):
 def test_sdss_reader_reproduces_published_values(shared_data):
     from astropy.io import fits
 
-    checked = 0
+    checked = n_info = 0
     for row in _index(shared_data):
         path = shared_data / row["file"]
         rec = read_sdss_spec(path, "BOSS")
@@ -57,14 +57,26 @@ def test_sdss_reader_reproduces_published_values(shared_data):
             assert rec.flux[0, k + off] == np.float32(flux[k])
         # wavelength of the placed pixel equals the file's, to float32 precision of loglam
         assert BOSS.wave_obs[off] == pytest.approx(10 ** float(loglam[0]), rel=1e-6)
-        # masked pixels expected from the bitmask: any and_mask bit except BRIGHTSKY, or ivar <= 0
-        expect_bad = int((((am & ~BRIGHTSKY) != 0) | (ivar <= 0)).sum())
-        got_bad = int(((rec.mask[0] & PixelMask.BAD) != 0).sum())
-        assert got_bad == expect_bad, path.name
+        # masked pixels expected from the bitmask, as SDSS recommends (SPPIXMASK docs): ivar <= 0, or
+        # NOPLUG, BADTRACE, BADFLAT, BADARC (bits 0-3), FULLREJECT (18), NOSKY (22), COMBINEREJ (25)
+        bad_bits = sum(1 << b for b in (0, 1, 2, 3, 18, 22, 25))
+        expect_bad = ((am & bad_bits) != 0) | (ivar <= 0)
+        got_bad = (rec.mask[0, off : off + len(flux)] & PixelMask.BAD) != 0
+        np.testing.assert_array_equal(got_bad, expect_bad, err_msg=path.name)
+        assert int(((rec.mask[0] & PixelMask.BAD) != 0).sum()) == int(expect_bad.sum()), path.name
+        # sky trouble (BRIGHTSKY, BADSKYCHI, REDMONSTER) is SKY_LINE; informational bits
+        # (MANYBADCOLUMNS on half a spectrum, NEARBADPIXEL, ...) leave good pixels usable
+        sky = (am & (BRIGHTSKY | (1 << 27) | (1 << 28))) != 0
+        assert np.all(rec.mask[0, off : off + len(flux)][sky] & PixelMask.SKY_LINE), path.name
+        informational = (am != 0) & ~expect_bad & ~sky & (ivar > 0)
+        placed_ivar = rec.ivar[0, off : off + len(flux)]
+        np.testing.assert_array_equal(placed_ivar[informational], ivar[informational].astype(np.float32))
+        n_info += int(informational.sum())
         assert int((rec.mask[0] & PixelMask.NO_DATA != 0).sum()) == BOSS.n_pixels - len(flux)
         assert np.all(rec.ivar[0][(rec.mask[0] & PixelMask.BAD) != 0] == 0)
         checked += 1
     assert checked == 22
+    assert n_info > 5000  # MANYBADCOLUMNS alone marks ~1,800 pixels in each of three files
 
 
 def test_sdss_layout_variants(shared_data):

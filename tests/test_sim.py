@@ -52,6 +52,7 @@ def test_emission_lines_at_redshifted_wavelength(sdss_batch):
             if (
                 not inst.wave_obs[10] < lam < inst.wave_obs[-10]
                 or b.truth["line_flux"][i, j] < 5 * b.truth["amplitude"][i]
+                or b.truth["line_class"][i] != "sf"  # AGN/LINER [N II] 6583 may outshine Halpha
             ):
                 continue
             p = inst.pixel_of(lam)
@@ -69,12 +70,17 @@ def _line_only(cfg: SimConfig, n: int, seed: int):
 
     ``emission_lines=False`` draws the same objects from the same random stream, so the
     difference of the two noiseless models is the emission lines alone, with no continuum
-    and no noise (observed frame, after the instrument's line spread).
+    and no noise (observed frame, after the instrument's line spread), divided here by the
+    truth's calibration distortion (which multiplies everything observed).
     """
-    with_lines = GalaxySimulator(cfg).simulate(n, seed=seed)
+    sim = GalaxySimulator(cfg)
+    with_lines = sim.simulate(n, seed=seed)
     without = GalaxySimulator(replace(cfg, emission_lines=False)).simulate(n, seed=seed)
     np.testing.assert_array_equal(with_lines.z, without.z)
-    return with_lines, with_lines.noiseless.astype(np.float64) - without.noiseless
+    np.testing.assert_array_equal(with_lines.truth["calibration"], without.truth["calibration"])
+    # the calibration distortion (truth) multiplies everything observed: divide it out
+    curve = sim.calibration_curve(with_lines.truth["calibration"]).double().numpy()
+    return with_lines, (with_lines.noiseless.astype(np.float64) - without.noiseless) / curve
 
 
 def _matrix_variance(res: np.ndarray) -> np.ndarray:
@@ -149,7 +155,15 @@ def test_noise_follows_the_documented_law():
     must be unit normal (std within 1 %, 3-sigma tail 0.27 % +- 0.05 %) and the stored ``ivar``
     must equal ``1 / var`` (1e-4).
     """
-    cfg = SimConfig(anomaly_rate=0.0, snr_median=12.0, cosmic_rays=0.0, bad_column_fraction=0.0)
+    cfg = SimConfig(
+        anomaly_rate=0.0,
+        snr_median=12.0,
+        cosmic_rays=0.0,
+        bad_column_fraction=0.0,
+        sky_residual_max_sigma=0.0,
+        partial_coverage_fraction=0.0,
+        bright_fraction=0.0,
+    )
     sim = GalaxySimulator(cfg)
     b = sim.simulate(512, seed=2)
     k = cfg.sky_to_object

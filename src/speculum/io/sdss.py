@@ -12,9 +12,26 @@ SDSS/BOSS coadds sit on the common log-lambda lattice ``10 ** (3.5 + 1e-4 k)``, 
 them on an instrument grid is an exact pixel offset. Pixels a file does not cover get
 ``ivar = 0`` and the ``NO_DATA`` bit.
 
-Mask policy: every ``and_mask`` bit of the spPixMask (https://www.sdss4.org/dr17/algorithms/bitmasks/#SPPIXMASK)
-marks a pixel bad (``ivar = 0`` and the ``BAD`` bit) except BRIGHTSKY (bit 23), which
-becomes ``SKY_LINE``; the instrument's sky-line mask is added to ``SKY_LINE`` too.
+Mask policy (``and_mask``, the SPPIXMASK bits: https://www.sdss4.org/dr17/algorithms/bitmasks/#SPPIXMASK,
+https://www.sdss3.org/dr10/algorithms/bitmask_sppixmask.php). SDSS's own advice there: "the
+conditions that are considered very bad are already used to set the errors to infinity for
+the affected pixels (specifically, the inverse variance is set to zero)", and "the most useful
+mask bit to look at is BRIGHTSKY". So the file's ``ivar <= 0`` is the primary bad-pixel flag,
+and only these bits add to it (:data:`SDSS_BAD_BITS`, ``ivar = 0`` and the ``BAD`` bit):
+
+* FULLREJECT (18) and NOSKY (22), documented as INVVAR = 0 (kept in case a file disagrees);
+  COMBINEREJ (25), rejected in the combine of every exposure (it is an AND mask);
+* the fibre-level NOPLUG (0), BADTRACE (1), BADFLAT (2) and BADARC (3): no trustworthy
+  extraction or wavelength solution for that half of the spectrum.
+
+BRIGHTSKY (23), BADSKYCHI (27, sky residual chi2 > 3 at that wavelength) and REDMONSTER (28,
+a run of those) become ``SKY_LINE`` (:data:`SDSS_SKY_BITS`), as does the instrument's sky-line
+mask. Every other bit is informational and leaves the pixel usable with its ``ivar``: the
+fibre-level MANYBADCOLUMNS (4) / MANYREJECTED (5) ("more than 10 % of pixels are bad columns /
+rejected", set on a whole half of the spectrum whose individual bad pixels already have
+``ivar = 0``: treating them as bad masked half of good spectra), NEARBADPIXEL (16), LOWFLAT (17),
+PARTIALREJECT (19), SCATTEREDLIGHT (20), CROSSTALK (21), BADFLUXFACTOR (26), and NODATA (24),
+which SDSS says is deprecated and "should be ignored in favor of flagging on INVVAR=0".
 
 Object ids are ``PLATE-MJD-FIBER`` (``%04d-%05d-%04d``) where the redshift table or header
 says so, else the file name without ``spec-``.
@@ -36,12 +53,15 @@ from speculum.io.records import (
     table_column,
 )
 
-__all__ = ["BRIGHTSKY", "SDSS_BAD_BITS", "read_sdss_spec"]
+__all__ = ["BRIGHTSKY", "SDSS_BAD_BITS", "SDSS_SKY_BITS", "read_sdss_spec"]
 
 #: spPixMask BRIGHTSKY: a pixel on a bright sky line (kept, flagged ``SKY_LINE``).
 BRIGHTSKY = 1 << 23
-#: ``and_mask`` bits that make a pixel bad: all but BRIGHTSKY.
-SDSS_BAD_BITS = 0xFFFFFFFF & ~BRIGHTSKY
+#: ``and_mask`` bits that make a pixel bad (see the module docstring): NOPLUG, BADTRACE,
+#: BADFLAT, BADARC, FULLREJECT, NOSKY, COMBINEREJ.
+SDSS_BAD_BITS = (1 << 0) | (1 << 1) | (1 << 2) | (1 << 3) | (1 << 18) | (1 << 22) | (1 << 25)
+#: ``and_mask`` bits of sky-subtraction trouble, flagged ``SKY_LINE``: BRIGHTSKY, BADSKYCHI, REDMONSTER.
+SDSS_SKY_BITS = BRIGHTSKY | (1 << 27) | (1 << 28)
 LOGLAM_STEP = 1e-4
 ZTABLES = ("SPECOBJ", "SPALL")
 
@@ -49,8 +69,9 @@ ZTABLES = ("SPECOBJ", "SPALL")
 def read_sdss_spec(path: str | Path, instrument: str | Instrument = "BOSS") -> SpectrumRecords:
     """Read an SDSS/BOSS ``spec`` or ``spPlate`` file (any layout of the module docstring) onto ``instrument``'s grid.
 
-    Bad pixels (``ivar <= 0`` or any ``and_mask`` bit but BRIGHTSKY) get ``ivar = 0`` and
-    the ``BAD`` bit; BRIGHTSKY pixels and the instrument's sky-line mask get ``SKY_LINE``.
+    Bad pixels (``ivar <= 0`` or an ``and_mask`` bit of :data:`SDSS_BAD_BITS`) get ``ivar = 0``
+    and the ``BAD`` bit; :data:`SDSS_SKY_BITS` pixels and the instrument's sky-line mask get
+    ``SKY_LINE`` (policy and citation: the module docstring).
     Redshifts with ``ZWARNING != 0`` are kept in ``zwarn`` but ``z`` is NaN with
     ``z_flag = "zwarn"``.
 
@@ -195,7 +216,7 @@ def _sdss_records(path: Path, cols: dict, zname: str | None, ztab: dict | None, 
     ivar = np.asarray(cols["ivar"], dtype=np.float64)
     and_mask = np.asarray(cols["and_mask"]).astype(np.int64)
     check_flux_ivar(path, "HDU COADD, column", flux, ivar)
-    bad, sky = (and_mask & SDSS_BAD_BITS) != 0, (and_mask & BRIGHTSKY) != 0
+    bad, sky = (and_mask & SDSS_BAD_BITS) != 0, (and_mask & SDSS_SKY_BITS) != 0
     f, iv, m = _place_loglam(path, "HDU COADD, column loglam", loglam, inst, flux, ivar, bad, sky)
     if ztab is None:
         z, zerr, zwarn, cls, flag, oid = np.nan, np.nan, -1, "", "no_redshift", path.stem.removeprefix("spec-")

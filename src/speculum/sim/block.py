@@ -60,6 +60,7 @@ class BlockState:
         amplitude: Typical observed flux density of the galaxy alone ``(n,)``
             (:meth:`GalaxySimulator.observed_level`).
         telluric_depth: Residual telluric depth ``(n,)``, float32.
+        calibration: Legendre coefficients of the calibration distortion ``(n, order)``, float32.
         resolution: DESI only: resolution matrices ``(n, 11, L)``, float32.
         brightness: Continuum counts per pixel at ``amplitude`` ``(n,)``, float64.
         snr: Median per-pixel S/N of the noiseless model ``(n,)``.
@@ -67,6 +68,9 @@ class BlockState:
         flux: Observed flux ``(n, L)``, float32.
         ivar: Inverse variance ``(n, L)``, float32.
         mask: Pixel mask bits ``(n, L)``, int32.
+        sky_residual: Largest sky-subtraction residual of each spectrum ``(n,)``, noise sigmas.
+        coverage: ``full``, ``no_red`` or ``no_blue`` ``(n,)`` str.
+        coverage_range: First and last observed wavelength ``(n, 2)``, A.
     """
 
     seed: int
@@ -91,6 +95,7 @@ class BlockState:
     model: torch.Tensor | None = None
     amplitude: torch.Tensor | None = None
     telluric_depth: torch.Tensor | None = None
+    calibration: torch.Tensor | None = None
     resolution: torch.Tensor | None = None
     brightness: torch.Tensor | None = None
     snr: torch.Tensor | None = None
@@ -98,6 +103,9 @@ class BlockState:
     flux: torch.Tensor | None = None
     ivar: torch.Tensor | None = None
     mask: torch.Tensor | None = None
+    sky_residual: torch.Tensor | None = None
+    coverage: np.ndarray | None = None
+    coverage_range: torch.Tensor | None = None
 
     @property
     def n(self) -> int:

@@ -15,9 +15,10 @@ Restframe model (vacuum, log10 grid of 1e-4 dex from 1800 to 10500 A):
   width from the specific star-formation rate, Case-B Balmer ratios, [N II]/Halpha and
   [O III]/Hbeta drawn below the Kauffmann et al. (2003) star-forming locus (or
   LINER-like for quenched galaxies), fixed doublet ratios (3.05, 2.98) and density-
-  sensitive ones ([O II], [S II]) drawn in their physical ranges; 12 % of star-forming
-  hosts have Seyfert-like narrow lines, quenched galaxies LINER-like ones (truth
-  ``line_class``).
+  sensitive ones ([O II], [S II]) drawn in their physical ranges; ``seyfert_fraction`` of
+  the galaxies (any host) have Seyfert narrow lines, quenched galaxies LINER-like ones with
+  EW(Halpha) ~ 0.3-3 A (truth ``line_class``); metal-poor dwarfs and post-starbursts
+  (truth ``galaxy_kind``).
 
 Observation: redshift (the physics module's :func:`resample_log_uniform`, the same
 forward model the autoencoder uses), lines rendered analytically at ``lambda (1 + z)``,
@@ -41,6 +42,15 @@ with ``a = amplitude / B``: ``var = a * model + S * a**2 * sky``. Cosmic rays an
 are added and flagged in the mask (with ``ivar = 0``) as a pipeline would, and pixels near
 bright sky lines carry the ``SKY_LINE`` bit. Observed flux densities equal the restframe
 ones at ``lambda / (1+z)`` (no ``(1+z)`` dimming: amplitudes are drawn directly).
+
+Realism (each a :class:`SimConfig` field; 0 switches it off with the same random stream):
+spectrophotometric calibration residuals (a smooth multiplicative distortion of up to a few
+per cent per spectrum), sky-subtraction residuals at the sky lines of normal spectra (at most
+2 sigma, below the 5-sigma ``artefact`` anomalies), partial wavelength coverage (a missing
+red camera or blue end: ``ivar = 0`` and ``NO_DATA``), the observed range of narrow lines
+(Seyfert and LINER-like ratios and strengths on the BPT diagram, metal-poor dwarfs with strong
+[O III] and weak [N II], post-starburst galaxies with A-star Balmer absorption) and a high-S/N
+tail of nearby bright galaxies (S/N 30-100).
 
 Anomalies (rate and classes configurable), each with its wavelength windows in the truth;
 each class is a small registered class in :mod:`speculum.sim.anomalies`:
@@ -138,6 +148,16 @@ span (last entry) widened by the fibre spread of ``c0``. The cameras overlap at
 5760-5800 A (B/R) and 7520-7620 A (R/Z), where the widths are blended linearly.
 """
 _DESI_OVERLAPS = ((5760.0, 5800.0), (7520.0, 7620.0))
+
+CALIBRATION_ORDER = 3
+"""Highest Legendre order of the spectrophotometric calibration distortion (orders 1 … 3)."""
+
+CAMERA_SPLIT = MappingProxyType({"SDSS": 6000.0, "BOSS": 6300.0, "DESI": 5800.0})
+"""Observed wavelength (A) where each instrument's blue camera hands over to the red one
+(SDSS and BOSS dichroics near 6000 and 6300 A; DESI's B/R overlap at 5760-5800 A): a spectrum
+whose red camera is missing has no data beyond it."""
+_SKY_HALF_PX = 5  # half width (pixels) of a sky-line residual's profile
+_KEEP_NORM_A = 100.0  # partial coverage keeps this much (A) of the normalisation window
 _RES_DIAG = 11
 
 
@@ -170,6 +190,29 @@ class SimConfig:
         render_anomalies: ``False`` draws every anomaly (same parameters, windows, random
             stream) but leaves it out of the spectra: the anomaly-free twin of each object.
         emission_lines: ``False`` leaves the narrow emission lines out (same objects).
+        calibration_amplitude: Spectrophotometric calibration residuals: each spectrum is
+            multiplied by a smooth distortion (Legendre orders 1-3 in log wavelength) whose peak
+            ``max |d - 1|`` is uniform in ``[0, calibration_amplitude]`` (default 0.05: SDSS
+            spectrophotometry agrees with the photometry to a few per cent, ~4 % rms). Truth
+            ``calibration``; :meth:`GalaxySimulator.calibration_curve` evaluates it. 0: off.
+        sky_residual_max_sigma: Sky-subtraction residuals at the sky lines of every spectrum,
+            at most this many noise sigmas (default 2; must stay below ``artefact_min_sigma``,
+            the smallest ``artefact`` anomaly). Truth ``sky_residual``: each spectrum's largest,
+            in sigmas. 0 switches them off.
+        partial_coverage_fraction: Fraction of normal galaxies with part of the range missing
+            (``ivar = 0``, ``NO_DATA``): the red camera (beyond :data:`CAMERA_SPLIT`) or the
+            blue end, keeping 100 A of the normalisation window. Truth ``coverage``,
+            ``coverage_range``. (Default 0.05; an encoder that must handle missing ranges
+            needs more in training: see ``tests/test_sim_realism.py``.)
+        seyfert_fraction: Fraction of galaxies (any host) with Seyfert narrow lines.
+        dwarf_fraction: Fraction of metal-poor star-forming dwarfs (lowest SSP metallicity,
+            recent burst, strong [O III], weak [N II], little dust, low velocity dispersion).
+        post_starburst_fraction: Fraction of post-starburst (E+A) galaxies: a burst of 10-40 %
+            of the mass 0.1-1.5 Gyr ago and no star formation since. Truth ``galaxy_kind``
+            (``galaxy``, ``dwarf``, ``post_starburst``).
+        bright_fraction: Fraction of objects in the high-S/N tail of nearby bright galaxies.
+        bright_snr: ``(low, high)``: the tail's S/N (at the typical level against the median
+            sky, like ``snr_median``) is log-uniform in this range.
 
     ``snr_median`` and ``snr_scatter_dex`` set the brightness distribution: the object of
     median brightness ``B_med = snr_median**2 * (1 + sky_to_object)`` counts has S/N
@@ -193,6 +236,14 @@ class SimConfig:
     step_min_sigma: float = 2.0
     render_anomalies: bool = True
     emission_lines: bool = True
+    calibration_amplitude: float = 0.05
+    sky_residual_max_sigma: float = 2.0
+    partial_coverage_fraction: float = 0.05
+    seyfert_fraction: float = 0.08
+    dwarf_fraction: float = 0.04
+    post_starburst_fraction: float = 0.03
+    bright_fraction: float = 0.15
+    bright_snr: tuple[float, float] = (30.0, 100.0)
 
     def __post_init__(self) -> None:
         inst = get_instrument(self.instrument)
@@ -222,6 +273,37 @@ class SimConfig:
                 "artefact_min_sigma, step_min_sigma: expected > 0, "
                 f"got {self.artefact_min_sigma}, {self.step_min_sigma}"
             )
+        if not 0.0 <= self.calibration_amplitude < 0.5:
+            raise ValueError(
+                f"calibration_amplitude: expected a fraction in [0, 0.5), got {self.calibration_amplitude}"
+            )
+        if not 0.0 <= self.sky_residual_max_sigma < self.artefact_min_sigma:
+            raise ValueError(
+                "sky_residual_max_sigma: expected 0 <= it < artefact_min_sigma "
+                f"({self.artefact_min_sigma}: normal sky residuals stay below artefacts), "
+                f"got {self.sky_residual_max_sigma}"
+            )
+        fractions = {
+            "partial_coverage_fraction": self.partial_coverage_fraction,
+            "seyfert_fraction": self.seyfert_fraction,
+            "dwarf_fraction": self.dwarf_fraction,
+            "post_starburst_fraction": self.post_starburst_fraction,
+            "bright_fraction": self.bright_fraction,
+        }
+        for name, value in fractions.items():
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name}: expected a fraction in [0, 1], got {value}")
+        if self.seyfert_fraction + self.dwarf_fraction + self.post_starburst_fraction > 1.0:
+            raise ValueError(
+                "seyfert_fraction + dwarf_fraction + post_starburst_fraction: expected <= 1, got "
+                f"{self.seyfert_fraction + self.dwarf_fraction + self.post_starburst_fraction}"
+            )
+        try:
+            lo_snr, hi_snr = (float(v) for v in self.bright_snr)
+        except (TypeError, ValueError):
+            lo_snr, hi_snr = 0.0, -1.0
+        if not 0 < lo_snr <= hi_snr:
+            raise ValueError(f"bright_snr: expected (low, high) with 0 < low <= high, got {self.bright_snr!r}")
 
     @property
     def z_upper(self) -> float:
@@ -249,6 +331,8 @@ class SimConfig:
             logger.warning("sky_to_object: old (low, high) range %s read as its geometric mean", sky)
             sky = math.sqrt(float(sky[0]) * float(sky[1]))
         d["sky_to_object"] = float(sky)
+        if "bright_snr" in d:
+            d["bright_snr"] = tuple(float(v) for v in d["bright_snr"])
         return cls(**d)
 
 
@@ -262,12 +346,15 @@ class SimulatedSpectra:
         ivar: Inverse variance, shape ``(N, L)``, float32 (0 where a pipeline would mask).
         mask: :class:`~speculum.instruments.PixelMask` bits, shape ``(N, L)``, int32.
         z: Redshifts, shape ``(N,)``.
-        noiseless: Object model without noise or artefacts, shape ``(N, L)``.
         truth: Per-spectrum truth columns (``class``, ``snr`` (median per-pixel S/N of
             the noiseless model), ``brightness`` (continuum counts per pixel at
             ``amplitude``), ``a_v``, ``sigma_v``,
             ``line_flux`` ``(N, n_lines)`` in the order of :data:`NARROW_LINES`, …,
-            ``anomaly_params`` as JSON text).
+            ``calibration`` ``(N, 3)`` (Legendre coefficients of the calibration distortion),
+            ``sky_residual`` (largest sky-subtraction residual, noise sigmas), ``coverage`` and
+            ``coverage_range`` ``(N, 2)`` (A), ``galaxy_kind``, ``anomaly_params`` as JSON text).
+        noiseless: Object model without noise or artefacts, shape ``(N, L)``: includes the
+            calibration distortion and covers the whole grid (also where data are missing).
         windows: Per spectrum, the observed wavelength windows ``(k, 2)`` in Angstrom
             where the anomaly lives (empty for normal galaxies).
         resolution: DESI only: each spectrum's banded resolution matrix, shape
@@ -390,6 +477,15 @@ class GalaxySimulator:
         self.sky = self._sky_spectrum()
         self.telluric = self._telluric_profile()
         self.dlam = torch.from_numpy(np.gradient(self.instrument.wave_obs))
+        log_w = torch.log(self.wave_obs)
+        self.x_cal = (2 * (log_w - log_w[0]) / (log_w[-1] - log_w[0]) - 1).float()  # [-1, 1] over the grid
+        self.calibration_basis = torch.from_numpy(
+            np.polynomial.legendre.legvander(self.x_cal.double().numpy(), CALIBRATION_ORDER)[:, 1:].T.copy()
+        ).float()  # (order, L): P_1 ... P_order
+        self._sky_pix, self._sky_even, self._sky_odd = self._sky_residual_profiles()
+        self._sky_cols, self._sky_at = torch.unique(self._sky_pix, return_inverse=True)  # columns, index into them
+        w0, w1 = float(self.wave_obs[0]), float(self.wave_obs[-1])
+        self.camera_split = CAMERA_SPLIT.get(self.instrument.name, math.sqrt(w0 * w1))
         classes = sorted(anomaly_registry().values(), key=lambda c: c.stage)  # stable: registration order
         self.anomalies: tuple[Anomaly, ...] = tuple(c(self) for c in classes)
 
@@ -436,8 +532,11 @@ class GalaxySimulator:
         self._apply_anomalies(state, Stage.OBSERVED)
         self._absorb_telluric(state)
         self._apply_line_spread(state)
+        self._calibrate(state)
         self._add_noise(state)
         self._add_glitches(state)
+        self._add_sky_residuals(state)
+        self._drop_coverage(state)
         self._apply_anomalies(state, Stage.DETECTOR)
         return self._collect(state)
 
@@ -520,6 +619,30 @@ class GalaxySimulator:
             state.resolution = self._resolution_matrices(self._resolution_sigma(state.gen, state.n))
             state.model = apply_resolution_matrix(state.model, state.resolution)
 
+    def _calibrate(self, state: BlockState) -> None:
+        """Spectrophotometric calibration residuals: a smooth multiplicative distortion per spectrum.
+
+        ``d(lambda) = 1 + sum_k c_k P_k(x)`` (Legendre orders 1 … :data:`CALIBRATION_ORDER` in
+        ``x``, log wavelength mapped onto [-1, 1] over the grid): a random shape scaled so that its
+        peak ``max |d - 1|`` is uniform in ``[0, calibration_amplitude]``. Multiplies the observed
+        model (so ``noiseless`` and the noise include it); the coefficients are the truth.
+        """
+        n = state.n
+        shape = torch.randn(n, CALIBRATION_ORDER, generator=state.gen, dtype=torch.float64).float()
+        peak = self.config.calibration_amplitude * uniform(state.gen, n).float()
+        raw = shape @ self.calibration_basis
+        coeffs = shape * (peak / raw.abs().amax(1).clamp_min(1e-6))[:, None]
+        state.calibration = coeffs
+        state.model.mul_(self.calibration_curve(coeffs))
+
+    def calibration_curve(self, coeffs: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Calibration distortion ``(n, L)`` of Legendre coefficients ``(n, CALIBRATION_ORDER)``.
+
+        The coefficients are the truth column ``calibration``; the curve multiplies the observed model.
+        """
+        c = torch.as_tensor(np.asarray(coeffs), dtype=torch.float32)
+        return 1.0 + c @ self.calibration_basis
+
     def _add_noise(self, state: BlockState) -> None:
         """Brightness, noise and the sky-line mask: variance = object + sky in counts.
 
@@ -531,6 +654,13 @@ class GalaxySimulator:
         state.brightness = cfg.brightness_median * 10 ** (
             cfg.snr_scatter_dex * torch.randn(n, generator=gen, dtype=torch.float64).clamp(-3.0, 3.0)
         )
+        # the high-S/N tail of nearby bright galaxies: S/N log-uniform in bright_snr at the typical
+        # level against the median sky, i.e. B / sqrt(B + S) = snr
+        lo, hi = cfg.bright_snr
+        bright = uniform(gen, n) < cfg.bright_fraction
+        s2 = (lo * (hi / lo) ** uniform(gen, n)) ** 2
+        b_tail = (s2 + torch.sqrt(s2**2 + 4 * s2 * cfg.sky_counts)) / 2
+        state.brightness = torch.where(bright, b_tail, state.brightness)
         a = (state.amplitude / state.brightness).float()
         var = a[:, None] * model.clamp_min(0) + (cfg.sky_counts * a**2)[:, None] * self.sky
         state.sigma = var.sqrt()
@@ -565,6 +695,92 @@ class GalaxySimulator:
             mask[i, p0 : p0 + w] |= int(PixelMask.BAD_COLUMN)
             ivar[i, p0 : p0 + w] = 0
 
+    def _sky_residual_profiles(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Pixels ``(K, W)`` around every sky line on the grid and two residual shapes there.
+
+        Even: a Gaussian of the instrument's width (the sky level misjudged); odd: its
+        derivative (the line's wavelength misjudged), both of peak one.
+        """
+        wave, length = self.wave_obs, len(self.wave_obs)
+        lines, _ = sky_lines(0.0)
+        lines = lines[(lines > float(wave[0])) & (lines < float(wave[-1]))]
+        p = self.instrument.pixel_coordinate(torch.from_numpy(lines))
+        pix = p.round().long()[:, None] + torch.arange(-_SKY_HALF_PX, _SKY_HALF_PX + 1)
+        sig = (torch.from_numpy(lines) / self.instrument.resolving_power / 2.3548) / self.dlam[p.round().long()]
+        u = (pix - p[:, None]) / sig[:, None]
+        inside = (pix >= 0) & (pix < length)
+        even = torch.exp(-0.5 * u**2) * inside
+        odd = u * torch.exp(0.5 - 0.5 * u**2) * inside
+        return pix.clamp(0, length - 1), even.float(), odd.float()
+
+    def _add_sky_residuals(self, state: BlockState) -> None:
+        """Sky-subtraction residuals at every sky line, at most ``sky_residual_max_sigma`` times the noise.
+
+        Per spectrum a scale ``s ~ U(0, 1)``; per line an amplitude ``s a`` (``a ~ U(-1, 1)``) and a
+        mix of the even (level) and odd (wavelength) shapes, normalised to peak one; overlapping
+        lines add, and the total is clipped at ``sky_residual_max_sigma`` noise sigmas, so normal
+        spectra never reach the ``artefact`` anomalies' ``artefact_min_sigma``. Added to the flux
+        only (``noiseless`` is the sky-free object); the truth ``sky_residual`` is each spectrum's
+        largest residual in units of its noise sigma.
+        """
+        gen, n = state.gen, state.n
+        k = len(self._sky_pix)
+        scale = uniform(gen, n).float()
+        amp = (2 * uniform(gen, n, k) - 1).float() * scale[:, None]
+        phase = (2 * math.pi * uniform(gen, n, k)).float()
+        prof = torch.cos(phase)[..., None] * self._sky_even + torch.sin(phase)[..., None] * self._sky_odd
+        prof = prof / prof.abs().amax(-1, keepdim=True).clamp_min(1e-6)
+        vals = self.config.sky_residual_max_sigma * amp[..., None] * prof  # (n, k, W), noise sigmas
+        cols, at = self._sky_cols, self._sky_at  # only the pixels near sky lines
+        excess = torch.zeros(n * len(cols))
+        flat = at[None] + (torch.arange(n) * len(cols))[:, None, None]
+        excess.index_add_(0, flat.reshape(-1), vals.reshape(-1))
+        lim = self.config.sky_residual_max_sigma
+        excess = excess.view(n, len(cols)).clamp(-lim, lim)
+        state.flux.index_add_(1, cols, excess * state.sigma.index_select(1, cols))
+        state.sky_residual = excess.abs().amax(1) if len(cols) else torch.zeros(n)
+
+    def _drop_coverage(self, state: BlockState) -> None:
+        """Partial wavelength coverage, as pipelines deliver it, in normal galaxies.
+
+        A fraction ``partial_coverage_fraction`` of the normal galaxies loses, half of them, the
+        red camera (no data beyond :data:`CAMERA_SPLIT`) and, the other half, the blue end (no data
+        below a wavelength uniform between 300 A above the grid's start and the split): there
+        ``flux = 0``, ``ivar = 0`` and the ``NO_DATA`` bit, as a reader marks pixels a file does
+        not cover. At least 100 A of the normalisation window (restframe
+        :data:`~speculum.physics.NORMALIZATION_RANGE`) stays observed, so the shipped path keeps
+        every spectrum: a red camera whose loss would take all of it is drawn as a blue-end loss,
+        and blue-end cuts stop short of it. Anomalies keep their full coverage (their windows
+        stay observed). Truth:
+        ``coverage`` (``full``, ``no_red``, ``no_blue``) and ``coverage_range`` (first and last
+        observed wavelength, A).
+        """
+        gen, n, wave = state.gen, state.n, self.wave_obs
+        drop = (uniform(gen, n) < self.config.partial_coverage_fraction) & torch.from_numpy(state.cls == "normal")
+        red = uniform(gen, n) < 0.5
+        lo_cut = float(wave[0]) + 300.0
+        cut = lo_cut + (self.camera_split - lo_cut) * uniform(gen, n)
+        # keep >= 100 A of the normalisation window observed (else the shipped path drops the spectrum):
+        # a red camera that would take all of it is the blue end's loss instead, a cut stops short of it
+        norm_lo, norm_hi = (NORMALIZATION_RANGE[0] * (1 + state.z), NORMALIZATION_RANGE[1] * (1 + state.z))
+        red = red & (norm_lo + _KEEP_NORM_A <= self.camera_split)
+        cut = torch.minimum(cut, (norm_hi - _KEEP_NORM_A).clamp_min(lo_cut))
+        first = torch.zeros(n, dtype=torch.long)  # first and last observed pixel
+        last = torch.full((n,), len(wave) - 1, dtype=torch.long)
+        split = int(torch.searchsorted(wave, torch.tensor(self.camera_split, dtype=wave.dtype), right=True)) - 1
+        for i in torch.nonzero(drop).squeeze(1).tolist():
+            if red[i]:
+                last[i] = split
+                gone = slice(split + 1, None)
+            else:
+                first[i] = int(torch.searchsorted(wave, cut[i]))
+                gone = slice(0, int(first[i]))
+            state.flux[i, gone] = 0.0
+            state.ivar[i, gone] = 0.0
+            state.mask[i, gone] |= int(PixelMask.NO_DATA)
+        state.coverage = np.where(drop.numpy(), np.where(red.numpy(), "no_red", "no_blue"), "full")
+        state.coverage_range = torch.stack([wave[first], wave[last]], 1)
+
     def _collect(self, state: BlockState) -> SimulatedSpectra:
         """The block as :class:`SimulatedSpectra`, with its truth columns."""
         z, gal, n = state.z, state.galaxies, state.n
@@ -585,6 +801,11 @@ class GalaxySimulator:
             "ew_halpha": gal["ew_halpha"].float().numpy(),
             "line_class": gal["line_class"],
             "telluric_depth": state.telluric_depth.numpy(),
+            "calibration": state.calibration.numpy(),
+            "sky_residual": state.sky_residual.numpy(),
+            "coverage": state.coverage,
+            "coverage_range": state.coverage_range.float().numpy(),
+            "galaxy_kind": gal["kind"],
             "line_flux": obs_line_flux.numpy(),
             "anomaly_params": np.array([json.dumps(p, sort_keys=True) for p in state.params]),
         }
@@ -688,21 +909,33 @@ class GalaxySimulator:
             (per yr), ``ew_halpha`` (A), ``quenched`` (all ``(n,)``) and ``line_class``
             (``sf``, ``seyfert``, ``liner``).
         """
-        age_w, ssfr, age_mw, quenched = self._draw_star_formation(gen, n)
-        lz, z_w = self._draw_metallicity(gen, n)
+        cfg = self.config
+        u_kind = uniform(gen, n)  # galaxy kind: metal-poor dwarf, post-starburst, Seyfert host, other
+        dwarf = u_kind < cfg.dwarf_fraction
+        psb = (u_kind >= cfg.dwarf_fraction) & (u_kind < cfg.dwarf_fraction + cfg.post_starburst_fraction)
+        seyfert = (u_kind >= cfg.dwarf_fraction + cfg.post_starburst_fraction) & (
+            u_kind < cfg.dwarf_fraction + cfg.post_starburst_fraction + cfg.seyfert_fraction
+        )
+        age_w, ssfr, age_mw, quenched = self._draw_star_formation(gen, n, dwarf, psb)
+        lz, z_w = self._draw_metallicity(gen, n, dwarf)
         weights = (z_w[:, :, None] * age_w[:, None, :]).reshape(n, -1).float()  # (n, n_z * n_age)
         log_sigma_v = math.log10(110.0) + 0.2 * torch.randn(n, generator=gen, dtype=torch.float64)
+        log_sigma_v = torch.where(dwarf, log_sigma_v - math.log10(2.5), log_sigma_v)  # dwarfs: ~45 km/s
         sigma_v = (10**log_sigma_v).clamp(40.0, 350.0)  # velocity dispersion, km/s
         cont_intr = self._stellar_continuum(weights, sigma_v)
         # dust (Calzetti), then normalisation
         u_quenched, u_forming = uniform(gen, n), uniform(gen, n)  # in this order
         a_v = torch.where(quenched, -0.15 * torch.log(u_quenched), -0.5 * torch.log(u_forming)).clamp(max=2.0)
+        a_v = torch.where(dwarf, 0.3 * a_v, a_v)  # metal-poor dwarfs hold little dust
         if a_v_override is not None:
             a_v = torch.where(torch.isnan(a_v_override), a_v, a_v_override)
         cont = cont_intr * torch.exp(-0.4 * math.log(10) * a_v.float()[:, None] * self.k_dust / 4.05)
         norm = cont[:, self.norm_idx].mean(1, keepdim=True)
         cont, cont_intr = cont / norm, cont_intr / norm
-        lines = self._draw_narrow_lines(gen, n, ssfr, quenched, cont_intr[:, self.idx_halpha].double(), a_v)
+        lines = self._draw_narrow_lines(
+            gen, n, ssfr, quenched, cont_intr[:, self.idx_halpha].double(), a_v, seyfert=seyfert, dwarf=dwarf
+        )
+        kind = np.where(dwarf.numpy(), "dwarf", np.where(psb.numpy(), "post_starburst", "galaxy"))
         return {
             "cont": cont,
             "line_flux": lines["line_flux"],
@@ -715,18 +948,25 @@ class GalaxySimulator:
             "ew_halpha": lines["ew_halpha"],
             "quenched": quenched,
             "line_class": lines["line_class"],
+            "kind": kind,
         }
 
     def _draw_star_formation(
-        self, gen: torch.Generator, n: int
+        self, gen: torch.Generator, n: int, dwarf: torch.Tensor | None = None, psb: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Delayed-tau star-formation histories with quenching and bursts, binned onto the SSP ages.
 
         Returns:
             Mass weights per SSP age ``(n, n_age)`` (sum 1), specific SFR over the last 100 Myr
             ``(n,)`` per yr, mass-weighted age ``(n,)`` Gyr, quenched flags ``(n,)``.
+
+        Metal-poor dwarfs (``dwarf (n,)``) are star-forming with a recent burst of 3-15 % of their
+        mass; post-starbursts (``psb (n,)``) formed 10-40 % of their mass in a burst 0.1-1.5 Gyr
+        ago and stopped forming stars then (A-star Balmer absorption, weak lines).
         """
         ages = self.ages
+        dwarf = torch.zeros(n, dtype=torch.bool) if dwarf is None else dwarf
+        psb = torch.zeros(n, dtype=torch.bool) if psb is None else psb
         # star-formation history on a fine lookback grid, binned onto the SSP ages
         look = torch.logspace(-3, math.log10(13.5), 240, dtype=torch.float64)
         dt = torch.diff(torch.cat([torch.zeros(1, dtype=torch.float64), look]))
@@ -734,12 +974,22 @@ class GalaxySimulator:
         tau = 10 ** (-0.3 + 1.5 * uniform(gen, n, 1))
         since = (t_form - look).clamp_min(0)
         sfr = since * torch.exp(-since / tau) * (look < t_form)
-        quenched = uniform(gen, n) < 0.35
+        quenched = (uniform(gen, n) < 0.35) & ~dwarf
         t_q = 10 ** (-0.5 + 0.8 * uniform(gen, n, 1))
         sfr = torch.where(quenched[:, None] & (look < t_q), torch.zeros_like(sfr), sfr)
         mass = sfr * dt
-        burst = (uniform(gen, n) < 0.1) & ~quenched
-        mass = mass + burst[:, None] * (look < 0.1) * mass.sum(1, keepdim=True) * 0.03 * uniform(gen, n, 1) / 0.1 * dt
+        burst = ((uniform(gen, n) < 0.1) & ~quenched) | dwarf
+        strength = torch.where(dwarf[:, None], 0.03 + 0.12 * uniform(gen, n, 1), 0.03 * uniform(gen, n, 1))
+        mass = mass + burst[:, None] * (look < 0.1) * mass.sum(1, keepdim=True) * strength / 0.1 * dt
+        # post-starbursts: a burst t_b = 0.1-1.5 Gyr ago (0.1 dex long), nothing formed since
+        t_b = 0.1 + 1.4 * uniform(gen, n, 1)
+        f_b = 0.1 + 0.3 * uniform(gen, n, 1)
+        in_burst = (look >= t_b) & (look < 1.26 * t_b)
+        burst_mass = in_burst * dt / (in_burst * dt).sum(1, keepdim=True).clamp_min(1e-12)
+        old_mass = torch.where(look < t_b, torch.zeros_like(mass), mass)
+        psb_mass = old_mass / old_mass.sum(1, keepdim=True).clamp_min(1e-300) * (1 - f_b) + f_b * burst_mass
+        mass = torch.where(psb[:, None], psb_mass, mass)
+        quenched = quenched | psb
         edges = torch.sqrt(ages[1:] * ages[:-1])
         bin_of = torch.bucketize(look, edges)
         age_w = torch.zeros(n, len(ages), dtype=torch.float64).index_add_(1, bin_of, mass)
@@ -749,9 +999,16 @@ class GalaxySimulator:
         age_mw = (age_w * ages).sum(1)
         return age_w, ssfr, age_mw, quenched
 
-    def _draw_metallicity(self, gen: torch.Generator, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``log10 Z`` log-uniform between the grid ends ``(n,)`` and linear weights in ``log Z`` ``(n, n_z)``."""
+    def _draw_metallicity(
+        self, gen: torch.Generator, n: int, dwarf: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``log10 Z`` log-uniform between the grid ends ``(n,)`` and linear weights in ``log Z`` ``(n, n_z)``.
+
+        Metal-poor dwarfs (``dwarf (n,)``) take the grid's lowest metallicity.
+        """
         lz = self.log_metals[0] + (self.log_metals[-1] - self.log_metals[0]) * uniform(gen, n)
+        if dwarf is not None:
+            lz = torch.where(dwarf, self.log_metals[0], lz)
         j = torch.bucketize(lz, self.log_metals).clamp(1, len(self.log_metals) - 1)
         f = (lz - self.log_metals[j - 1]) / (self.log_metals[j] - self.log_metals[j - 1])
         z_w = torch.zeros(n, len(self.log_metals), dtype=torch.float64)
@@ -785,46 +1042,78 @@ class GalaxySimulator:
         quenched: torch.Tensor,
         cont_halpha: torch.Tensor,
         a_v: torch.Tensor,
+        seyfert: torch.Tensor | None = None,
+        dwarf: torch.Tensor | None = None,
     ) -> dict:
         """Narrow-line fluxes from the star formation, excitation class and dust.
 
         EW(Halpha) from the specific SFR against the dust-free continuum at Halpha
-        ``cont_halpha (n,)``; excitation star-forming (below Kauffmann et al. 2003), Seyfert
-        (12 % of star-forming hosts: above Kewley et al. 2001) or LINER-like (quenched); gas
-        attenuated by ``A_V / 0.44``.
+        ``cont_halpha (n,)``; gas attenuated by ``A_V / 0.44``. Excitation (BPT diagram,
+        ``x = log [N II] 6583 / Halpha``, ``y = log [O III] 5007 / Hbeta``):
+
+        * star-forming: below the Kauffmann et al. (2003) line;
+        * Seyfert (``seyfert (n,)``, any host): above Kewley et al. (2001) and above the
+          Seyfert/LINER division ``y = 1.05 x + 0.45`` (Schawinski et al. 2007); EW(Halpha)
+          at least ~10 A; strong [O I], [S II], [Ne III]; gas sigma 100-250 km/s;
+        * LINER-like, quenched hosts (retired galaxies, Cid Fernandes et al. 2011): above
+          Kauffmann et al., below the Seyfert/LINER division, EW(Halpha) ~ 0.3-3 A from old
+          stars' ionising photons even without star formation; gas sigma 100-250 km/s;
+        * metal-poor dwarfs (``dwarf (n,)``): ``x`` -1.7 … -1.2 (weak [N II]), ``y`` 0.45 … 0.8
+          (strong [O III]), weak [S II] and [O I], strong [Ne III]; gas sigma 35-60 km/s.
 
         Returns:
             ``line_flux`` ``(n, m)`` (normalised flux density x Angstrom), ``sigma_gas`` ``(n,)``
-            km/s, ``ew_halpha`` ``(n,)`` A, ``line_class`` ``(n,)`` str.
+            km/s, ``ew_halpha`` ``(n,)`` A, ``line_class`` ``(n,)`` str (``sf``, ``seyfert``,
+            ``liner``; dwarfs are ``sf``).
         """
         g = lambda *s: torch.randn(*s, generator=gen, dtype=torch.float64)  # noqa: E731
+        seyfert = torch.zeros(n, dtype=torch.bool) if seyfert is None else seyfert
+        dwarf = torch.zeros(n, dtype=torch.bool) if dwarf is None else dwarf
+        liner = quenched & ~seyfert
         log_ew = (0.9 * torch.log10(ssfr.clamp_min(1e-14) / 1e-10) + 1.55 + 0.15 * g(n)).clamp(-1.0, 2.8)
-        seyfert = ~quenched & (uniform(gen, n) < 0.12)
-        x = torch.where(quenched, 0.0 + 0.15 * g(n), (-0.45 + 0.15 * g(n)).clamp(max=-0.15))
-        y = torch.where(quenched, 0.1 + 0.2 * g(n), 0.61 / (x - 0.05) + 1.3 - (0.2 + 0.15 * g(n)).abs())
-        x = torch.where(seyfert, -0.05 + 0.15 * g(n), x)
-        y = torch.where(seyfert, 0.75 + 0.2 * g(n), y)
-        log_ew = torch.where(seyfert, torch.maximum(log_ew, 0.8 + 0.3 * g(n)), log_ew)
+        log_ew = torch.where(liner, torch.maximum(log_ew, (0.0 + 0.3 * g(n)).clamp(-0.5, 0.5)), log_ew)
+        log_ew = torch.where(seyfert, torch.maximum(log_ew, (1.1 + 0.3 * g(n)).clamp(0.8, 2.2)), log_ew)
+        # star-forming locus below Kauffmann et al. (2003)
+        x_sf = (-0.45 + 0.15 * g(n)).clamp(max=-0.15)
+        y_sf = 0.61 / (x_sf - 0.05) + 1.3 - (0.2 + 0.15 * g(n)).abs()
+        # LINER-like: above Kauffmann et al., below the Seyfert/LINER division
+        x_li = (0.05 + 0.15 * g(n)).clamp(-0.3, 0.5)
+        y_li = torch.minimum(0.05 + 0.2 * g(n), 1.05 * x_li + 0.4)
+        y_li = torch.where(x_li < 0.0, torch.maximum(y_li, _kauffmann(x_li) + 0.05), y_li)
+        # Seyfert: above Kewley et al. (2001) and the Seyfert/LINER division
+        x_sy = (0.0 + 0.15 * g(n)).clamp(-0.3, 0.5)
+        y_sy = torch.maximum(0.8 + 0.2 * g(n), 1.05 * x_sy + 0.5)
+        y_sy = torch.where(x_sy < 0.42, torch.maximum(y_sy, _kewley(x_sy) + 0.05), y_sy).clamp(max=1.4)
+        # metal-poor dwarfs: weak [N II], strong [O III]
+        x_dw = -1.7 + 0.5 * uniform(gen, n)
+        y_dw = 0.45 + 0.35 * uniform(gen, n)
+        x = torch.where(dwarf, x_dw, torch.where(seyfert, x_sy, torch.where(liner, x_li, x_sf)))
+        y = torch.where(dwarf, y_dw, torch.where(seyfert, y_sy, torch.where(liner, y_li, y_sf)))
+        agn_like = seyfert | liner
         f_ha = 10**log_ew * cont_halpha
         f_hb = f_ha / 2.86
-        oii = f_hb * 10 ** (0.35 + 0.15 * g(n))
-        oii_ratio = 1.0 + 0.45 * uniform(gen, n)  # 3729 / 3726
-        sii = f_ha * 10 ** (torch.where(seyfert | quenched, -0.35, -0.6) + 0.1 * g(n))
-        sii_ratio = 1.0 + 0.4 * uniform(gen, n)  # 6716 / 6731
         oiii = f_hb * 10**y
         nii = f_ha * 10**x
+        log_oii = torch.where(dwarf, 0.1, torch.where(liner, 0.6, torch.where(seyfert, 0.45, 0.35)))
+        oii = f_hb * 10 ** (log_oii + 0.15 * g(n))
+        oii_ratio = 1.0 + 0.45 * uniform(gen, n)  # 3729 / 3726
+        log_sii = torch.where(dwarf, -1.0, torch.where(agn_like, -0.35, -0.6))
+        sii = f_ha * 10 ** (log_sii + 0.1 * g(n))
+        sii_ratio = 1.0 + 0.4 * uniform(gen, n)  # 6716 / 6731
+        neiii = torch.where(seyfert | dwarf, oiii * 10 ** (-1.05 + 0.1 * g(n)), oii * 10 ** (-1.1 + 0.2 * g(n)))
+        log_oi = torch.where(dwarf, -1.8, torch.where(agn_like, -1.0, -1.4))
         fluxes = torch.stack(
             [
                 oii / (1 + oii_ratio),
                 oii * oii_ratio / (1 + oii_ratio),
-                oii * 10 ** (-1.1 + 0.2 * g(n)),
+                neiii,
                 0.259 * f_hb,
                 0.468 * f_hb,
                 f_hb,
                 oiii / 2.98,
                 oiii,
                 0.1 * f_hb,
-                f_ha * 10 ** (torch.where(seyfert | quenched, -1.0, -1.4) + 0.2 * g(n)),
+                f_ha * 10 ** (log_oi + 0.2 * g(n)),
                 nii / 3.05,
                 f_ha,
                 nii,
@@ -835,12 +1124,15 @@ class GalaxySimulator:
         )
         a_gas = (a_v / 0.44).clamp(max=8.0)
         fluxes = fluxes * 10 ** (-0.4 * a_gas[:, None] * self.k_narrow.double() / 4.05)
-        sigma_gas = 40.0 + 70.0 * uniform(gen, n)
+        u_sigma = uniform(gen, n)
+        sigma_gas = torch.where(
+            dwarf, 35.0 + 25.0 * u_sigma, torch.where(agn_like, 100.0 + 150.0 * u_sigma, 40.0 + 70.0 * u_sigma)
+        )
         return {
             "line_flux": fluxes,
             "sigma_gas": sigma_gas,
             "ew_halpha": 10**log_ew,
-            "line_class": np.where(seyfert.numpy(), "seyfert", np.where(quenched.numpy(), "liner", "sf")),
+            "line_class": np.where(seyfert.numpy(), "seyfert", np.where(liner.numpy(), "liner", "sf")),
         }
 
     def render_lines(
@@ -886,6 +1178,16 @@ class GalaxySimulator:
         """Typical observed flux density: median over the central 40 % of the grid."""
         length = model.shape[1]
         return model[:, int(0.3 * length) : int(0.7 * length)].median(dim=1).values.clamp_min(1e-6)
+
+
+def _kauffmann(x: torch.Tensor) -> torch.Tensor:
+    """Kauffmann et al. (2003) upper edge of star-forming galaxies in the [N II] BPT diagram (``x < 0.05``)."""
+    return 0.61 / (x - 0.05) + 1.3
+
+
+def _kewley(x: torch.Tensor) -> torch.Tensor:
+    """Kewley et al. (2001) maximum-starburst line in the [N II] BPT diagram (``x < 0.47``)."""
+    return 0.61 / (x - 0.47) + 1.19
 
 
 def simulate_spectra(n: int, config: SimConfig | None = None, seed: int = 0) -> SimulatedSpectra:
