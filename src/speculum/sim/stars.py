@@ -72,9 +72,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from speculum.instruments import PixelMask, air_to_vacuum, get_instrument, sky_lines
+from speculum.instruments import PixelMask, air_to_vacuum, get_instrument
 from speculum.physics import NORMALIZATION_RANGE, apply_resolution_matrix, resample_log_uniform
-from speculum.sim.galaxy import GalaxySimulator, SimConfig, SimulatedSpectra
+from speculum.sim.galaxy import CALIBRATION_ORDER, GalaxySimulator, SimConfig, SimulatedSpectra
 from speculum.sim.lines import C_KMS
 from speculum.sim.templates import load_templates
 
@@ -93,7 +93,6 @@ STAR_SOURCES = ("templates", "mastar", "miles")
 """Template sources of :class:`StarSimulator` (module docstring)."""
 STAR_BLOCK_SIZE = 512
 _SEED_TAG = 0x57A2  # separates the stars' random streams from the galaxies' of the same seed
-_CAL_ORDER = 3
 _SKY_HALF_PX = 5
 _COLOUR_BLUE, _COLOUR_RED = (4200.0, 4600.0), (6800.0, 7200.0)
 _FLOOR = 1e-4  # relative flux floor before the geometric interpolation (M stars reach ~0 in the blue)
@@ -398,10 +397,8 @@ class StarSimulator:
         wave_t = torch.from_numpy(lib.wave)
         self.extinction = torch.from_numpy(ccm89(lib.wave, cfg.r_v)).float()  # A(lambda) / A_V
         self.norm_sel = torch.nonzero((wave_t > NORMALIZATION_RANGE[0]) & (wave_t < NORMALIZATION_RANGE[1])).squeeze(1)
-        log_w = torch.log(self.wave_obs)
-        x = (2 * (log_w - log_w[0]) / (log_w[-1] - log_w[0]) - 1).numpy()
-        self.cal_basis = torch.from_numpy(np.polynomial.legendre.legvander(x, _CAL_ORDER)[:, 1:].T.copy()).float()
-        self._sky_pix, self._sky_even, self._sky_odd = self._sky_profiles()
+        self.cal_basis = self._galaxies.calibration_basis  # the galaxies' calibration distortions
+        self._sky_pix, self._sky_even, self._sky_odd = self._galaxies._sky_residual_profiles()  # the galaxies' shapes
 
     # ------------------------------------------------------------------ public API
     def simulate(self, n: int, seed: int = 0, start: int = 0) -> SimulatedSpectra:
@@ -468,7 +465,7 @@ class StarSimulator:
             resolution = self._galaxies._resolution_matrices(self._galaxies._resolution_sigma(gen, n))
             model = apply_resolution_matrix(model, resolution)
         # 3. calibration
-        shape = torch.randn(n, _CAL_ORDER, generator=gen, dtype=torch.float64).float()
+        shape = torch.randn(n, CALIBRATION_ORDER, generator=gen, dtype=torch.float64).float()
         peak = cfg.calibration_amplitude * _uniform(gen, n).float()
         raw = shape @ self.cal_basis
         calibration = shape * (peak / raw.abs().amax(1).clamp_min(1e-6))[:, None]
@@ -550,21 +547,6 @@ class StarSimulator:
         )
 
     # ------------------------------------------------------------------ sky residuals
-    def _sky_profiles(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Pixels ``(K, W)`` around every sky line and the even (level) / odd (wavelength) residual shapes."""
-        wave, length = self.wave_obs, len(self.wave_obs)
-        dlam = torch.from_numpy(np.gradient(self.instrument.wave_obs))
-        lines, _ = sky_lines(0.0)
-        lines = lines[(lines > float(wave[0])) & (lines < float(wave[-1]))]
-        p = self.instrument.pixel_coordinate(torch.from_numpy(lines))
-        pix = p.round().long()[:, None] + torch.arange(-_SKY_HALF_PX, _SKY_HALF_PX + 1)
-        sig = (torch.from_numpy(lines) / self.instrument.resolving_power / 2.3548) / dlam[p.round().long()]
-        u = (pix - p[:, None]) / sig[:, None]
-        inside = (pix >= 0) & (pix < length)
-        even = torch.exp(-0.5 * u**2) * inside
-        odd = u * torch.exp(0.5 - 0.5 * u**2) * inside
-        return pix.clamp(0, length - 1), even.float(), odd.float()
-
     def _sky_residuals(self, gen: torch.Generator, n: int, length: int) -> torch.Tensor:
         """Residuals ``(n, L)`` in noise sigmas, clipped at ``sky_residual_max_sigma`` (as the galaxies')."""
         k = len(self._sky_pix)
