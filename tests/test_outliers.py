@@ -257,3 +257,24 @@ def test_outlier_training_continues_a_fiducial_model(trained):
     assert h["val_chi2"] < 1.2 * fid["history"][-1]["val_chi2"]  # not a fresh network: starts where fiducial ended
     assert s["method"]["name"] == "outliers" and s["method"]["invariance"]["form"] == "published"
     assert math.isfinite(h["train_loss"])
+
+
+def test_report_refuses_a_catalogue_of_another_flow(trained):
+    """The outlier sections render for a scored run and refuse a catalogue made before the flow was refitted."""
+    from speculum.outliers import fit_flow, report_sections, score
+    from speculum.outliers.reporting import CATALOGUE_NAME
+
+    tmp, data = trained
+    run = tmp / "report_run"
+    run.mkdir()
+    for name in ("model.safetensors", "flow.safetensors", "history.json"):
+        (run / name).write_bytes((tmp / "run" / name).read_bytes())
+    score(data, run, run / CATALOGUE_NAME, split="test")
+    titles = [t for t, _ in report_sections(run, data=data)]
+    assert (
+        titles[:2] == ["Outliers: log p", "Least probable objects"] and "Anomaly detection (simulated truth)" in titles
+    )
+    fit_flow(run, data, config=FlowConfig(features=8, transforms=1, hidden=8),
+             train_config=TrainConfig(epochs=1, batch_size=256, precision="fp32"))  # fmt: skip
+    with pytest.raises(ValueError, match="scored with another flow.safetensors"):
+        report_sections(run, data=data)

@@ -130,10 +130,18 @@ def _invariance(inv: dict) -> str:
 def report_sections(run_dir: str | Path, data: str | Path | None = None) -> list[tuple[str, str]]:
     """The outlier method's sections for a run folder with ``flow.safetensors`` and ``catalogue.parquet``."""
     from speculum.io import read_result_meta, read_results
+    from speculum.train.runs import content_hash
 
     run_dir = Path(run_dir)
+    meta = read_result_meta(run_dir / CATALOGUE_NAME)
+    for name, key in (("model.safetensors", "model_hash"), ("flow.safetensors", "flow_hash")):
+        if meta.get(key) and meta[key] != content_hash(run_dir / name):
+            raise ValueError(
+                f"{run_dir / CATALOGUE_NAME}: scored with another {name} than the one in {run_dir} "
+                f"(the catalogue records {meta[key]}); rerun `speculum score` before the report"
+            )
     cat = read_results(run_dir / CATALOGUE_NAME)
-    data = Path(data) if data is not None else Path(str(read_result_meta(run_dir / CATALOGUE_NAME)["data"]))
+    data = Path(data) if data is not None else Path(str(meta["data"]))
     sections = [("Outliers: log p", _distribution(cat)), ("Least probable objects", _top_outliers(run_dir, cat, data))]
     if "truth_class" in cat:
         sections.append(("Anomaly detection (simulated truth)", table_to_html(auc_table(cat), "{:.3f}")))
