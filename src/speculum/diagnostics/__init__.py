@@ -1,0 +1,54 @@
+"""Where is a reconstruction made up? The Fisher-information hallucination diagnostic.
+
+Sampson & Melchior (2023): a MAP reconstruction with a learned (score-based) prior, and per
+pixel the diagonal Fisher information of the likelihood (``F_L``) and of the prior (``F_P``);
+``ΔF = F_P - F_L > 0`` marks pixels the prior, not the data, decided.
+
+Entry points: :func:`train_prior` (a score network by denoising score matching),
+:func:`map_reconstruct`, :func:`diagnose_images` / :func:`diagnose` (the maps), and the
+estimators in :mod:`speculum.diagnostics.fisher`.
+"""
+
+from speculum.diagnostics.apply import (
+    Diagnosis,
+    diagnose,
+    diagnose_images,
+    map_reconstruct,
+    read_diagnosis,
+    write_diagnosis,
+)
+from speculum.diagnostics.config import FisherConfig, MapConfig
+from speculum.diagnostics.fisher import (
+    DiagonalEstimate,
+    HallucinationMap,
+    exact_diagonal,
+    fisher_diag_likelihood,
+    fisher_diag_likelihood_psf,
+    fisher_diag_prior,
+    hallucination_map,
+    hutchinson_diagonal,
+    source_confidence,
+)
+from speculum.diagnostics.fit import PRIOR_NAME, train_prior
+
+__all__ = [
+    "PRIOR_NAME",
+    "Diagnosis",
+    "FisherConfig",
+    "MapConfig",
+    "diagnose",
+    "diagnose_images",
+    "map_reconstruct",
+    "read_diagnosis",
+    "train_prior",
+    "write_diagnosis",
+    "DiagonalEstimate",
+    "HallucinationMap",
+    "exact_diagonal",
+    "fisher_diag_likelihood",
+    "fisher_diag_likelihood_psf",
+    "fisher_diag_prior",
+    "hallucination_map",
+    "hutchinson_diagonal",
+    "source_confidence",
+]
