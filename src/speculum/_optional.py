@@ -7,7 +7,13 @@ from types import ModuleType
 
 __all__ = ["require"]
 
-_EXTRAS = {"astropy": "surveys", "matplotlib": "report", "fitsio": "surveys", "specutils": "surveys"}
+_EXTRAS = {
+    "astropy": "surveys",
+    "matplotlib": "report",
+    "fitsio": "surveys",
+    "galsim": "images",
+    "specutils": "surveys",
+}
 
 
 def require(module: str, purpose: str) -> ModuleType:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import typer
 
-from speculum.cli import autoencode, outliers
+from speculum.cli import autoencode, diagnostics, outliers
 from speculum.cli._common import setup_logging, user_errors
 
 app = typer.Typer(
@@ -269,6 +269,7 @@ def demo(
 
 app.add_typer(autoencode.app, name="autoencode")
 app.add_typer(outliers.app, name="outliers")
+app.add_typer(diagnostics.app, name="diagnostics")
 # the short verbs users know stay top-level aliases of the autoencoder's
 app.command("train")(autoencode.train)
 app.command("reconstruct")(autoencode.reconstruct)

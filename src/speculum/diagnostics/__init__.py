@@ -30,8 +30,16 @@ from speculum.diagnostics.fisher import (
     source_confidence,
 )
 from speculum.diagnostics.fit import PRIOR_NAME, train_prior
+from speculum.diagnostics.reporting import MAPS_NAME, report_sections
+from speculum.diagnostics.spectra import diagnose_spectra, observe, restframe_grid, restframe_spectra
 
 __all__ = [
+    "MAPS_NAME",
+    "diagnose_spectra",
+    "observe",
+    "report_sections",
+    "restframe_grid",
+    "restframe_spectra",
     "PRIOR_NAME",
     "Diagnosis",
     "FisherConfig",

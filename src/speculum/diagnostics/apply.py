@@ -118,8 +118,10 @@ class Diagnosis:
 
 
 def _prior_diagonals(x: torch.Tensor, prior: ScoreNet, prior_weight: float, config: FisherConfig) -> tuple:
+    """``F_P`` of every object, in float64, with the network's weights frozen (no autograd graph is kept)."""
     gen = torch.Generator().manual_seed(config.seed)
-    net = prior.double().eval()
+    flags = [p.requires_grad for p in prior.parameters()]
+    net = prior.double().eval().requires_grad_(False)
     out, probes = [], []
     try:
         for xi in x.to(torch.float64):
@@ -138,6 +140,8 @@ def _prior_diagonals(x: torch.Tensor, prior: ScoreNet, prior_weight: float, conf
             probes.append(est.probes)
     finally:
         prior.float()
+        for p, flag in zip(prior.parameters(), flags, strict=True):
+            p.requires_grad_(flag)
     return torch.stack(out), probes
 
 

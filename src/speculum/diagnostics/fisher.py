@@ -118,7 +118,7 @@ def exact_diagonal(matvec: BatchFn, shape: torch.Size | tuple[int, ...], dtype=t
         e = torch.zeros(len(idx), n, dtype=dtype)
         e[torch.arange(len(idx)), idx] = 1
         col = matvec(e.reshape(len(idx), *shape)).reshape(len(idx), n)
-        out[idx] = col[torch.arange(len(idx)), idx].to(dtype)
+        out[idx] = col[torch.arange(len(idx)), idx].detach().to(dtype)
     return out.reshape(shape)
 
 
@@ -157,7 +157,7 @@ def hutchinson_diagonal(
     while k < max_probes:
         b = min(batch, max_probes - k)
         z = torch.randint(0, 2, (b, *shape), generator=gen).to(dtype) * 2 - 1
-        terms = (z * matvec(z)).to(torch.float64)
+        terms = (z * matvec(z)).detach().to(torch.float64)  # no graph back to any network's weights
         total += terms.sum(0)
         total2 += terms.pow(2).sum(0)
         k += b
@@ -226,7 +226,7 @@ def fisher_diag_likelihood(
             e = torch.zeros(len(idx), n, dtype=x.dtype)
             e[torch.arange(len(idx)), idx] = 1
             cols = _jvp(forward, x, e.reshape(len(idx), *x.shape))  # (b, *D): columns A e_i
-            out[idx] = (cols.pow(2) * weights).reshape(len(idx), -1).sum(1)
+            out[idx] = (cols.pow(2) * weights).reshape(len(idx), -1).sum(1).detach()
         return out.reshape(x.shape)
     if method == "hutchinson":
 

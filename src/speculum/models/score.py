@@ -104,19 +104,24 @@ class _Embed(nn.Module):
 
 
 class _Block(nn.Module):
-    """Two convolutions with GroupNorm and SiLU, the noise level added as a channel bias, residual."""
+    """Two convolutions with SiLU, the noise level added as a channel bias, residual.
+
+    No normalisation layer: a GroupNorm's Jacobian scales with the inverse spread of its
+    inputs, so on a clean image (off the noisy training distribution, which is where a MAP
+    result and the Fisher diagnostic evaluate the score) it inflated ``-diag ∂s/∂x`` several
+    times beyond its bound ``1/σ²`` (measured 6.6x on empty sky).
+    """
 
     def __init__(self, conv: type[nn.Module], c_in: int, c_out: int, emb: int) -> None:
         super().__init__()
         self.c1, self.c2 = conv(c_in, c_out, 3, padding=1), conv(c_out, c_out, 3, padding=1)
-        self.n1, self.n2 = nn.GroupNorm(min(8, c_out), c_out), nn.GroupNorm(min(8, c_out), c_out)
         self.emb = nn.Linear(emb, c_out)
         self.skip = conv(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
     def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-        h = nn.functional.silu(self.n1(self.c1(x)))
+        h = nn.functional.silu(self.c1(x))
         h = h + self.emb(e).reshape(*e.shape[:1], -1, *([1] * (x.ndim - 2)))
-        h = nn.functional.silu(self.n2(self.c2(h)))
+        h = nn.functional.silu(self.c2(h))
         return h + self.skip(x)
 
 

@@ -30,7 +30,7 @@ from speculum._optional import require
 
 __all__ = ["METHODS", "Report", "build_report", "figure_to_html", "pyplot", "register_sections", "table_to_html"]
 
-METHODS = ("autoencode", "outliers")
+METHODS = ("autoencode", "outliers", "diagnostics")
 """Method packages (``speculum.<name>``) whose report sections :func:`build_report` looks for."""
 
 _PROVIDERS: dict[str, tuple[Callable[[Path], bool], Callable[..., list[tuple[str, str]]]]] = {}

@@ -17,6 +17,7 @@ from speculum.sim.galaxy import (
     SimulatedSpectra,
     simulate_spectra,
 )
+from speculum.sim.images import GalaxyImageSimulator, ImageConfig, SimulatedImages
 from speculum.sim.lines import NARROW_LINES
 from speculum.sim.templates import Templates, load_templates
 
@@ -28,8 +29,11 @@ __all__ = [
     "NARROW_LINES",
     "Anomaly",
     "BlockState",
+    "GalaxyImageSimulator",
     "GalaxySimulator",
+    "ImageConfig",
     "SimConfig",
+    "SimulatedImages",
     "SimulatedSpectra",
     "Stage",
     "Templates",
