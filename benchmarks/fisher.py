@@ -22,7 +22,7 @@ Goals (issue 16): exact_max_rel_err <= 1e-6, hutchinson_rel_err <= 0.05, halluci
 
 Usage:
     python benchmarks/fisher.py --quick --json benchmarks/results/fisher-quick.json --figure fisher.png
-    python benchmarks/fisher.py            # full: more training, 48 test galaxies, 1,000 probes
+    python benchmarks/fisher.py            # full: 8,000 training galaxies, 15 epochs, 24 test galaxies, 1,000 probes
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 SIZES = {
-    "quick": dict(n_train=4000, epochs=10, n_test=12, probes=200, reps=5),
-    "full": dict(n_train=8000, epochs=20, n_test=48, probes=1000, reps=9),
+    "quick": dict(n_train=4000, epochs=10, n_test=12, probes=400, reps=5),
+    "full": dict(n_train=8000, epochs=15, n_test=24, probes=1000, reps=9),
 }
 GOALS = {"exact_max_rel_err": ("<=", 1e-6), "hutchinson_rel_err": ("<=", 0.05), "hallucination_auc": (">=", 0.8)}
 
@@ -164,8 +164,10 @@ def main(argv: list[str] | None = None) -> dict:
         goal = f"   (goal {GOALS[k][0]} {GOALS[k][1]:g})" if k in GOALS else ""
         print(f"{k:<{width}}  {v:.4g}{goal}" if isinstance(v, float) else f"{k:<{width}}  {v}{goal}")
     if args.json:
+        from speculum._files import atomic_write_text
+
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=1))
+        atomic_write_text(args.json, json.dumps(out, indent=1))
     return out
 
 

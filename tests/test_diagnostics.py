@@ -167,3 +167,30 @@ def test_hallucination_calibration(tmp_path):
     assert fig["hallucination_auc"] >= 0.8
     assert fig["hallucination_auc"] > fig["hallucination_auc_mask"]
     assert fig["calibration_delta_negative_observed"] > 0.95
+
+
+def test_prior_fraction_is_one_half_where_nothing_informs_and_caller_network_untouched():
+    m = hallucination_map(torch.tensor([0.0, 0.0, 0.0, 2.0]), torch.tensor([-1.0, 0.0, 2.0, 2.0]))
+    assert m.prior_fraction.tolist() == [0.5, 0.5, 1.0, 0.5]
+    assert ((m.prior_fraction > 0.5) == (m.delta > 0)).all()
+
+    from speculum.diagnostics import FisherConfig, diagnose_images
+    from speculum.models.score import ScoreConfig, ScoreNet
+
+    net = ScoreNet(ScoreConfig(shape=(8, 8), channels=4, levels=1)).train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    diagnose_images(torch.rand(1, 8, 8), torch.ones(8, 8), gaussian_psf(1.0), net, 1.0, FisherConfig(max_probes=10))
+    assert net.training and all(p.dtype == torch.float32 and p.requires_grad for p in net.parameters())
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def test_shape_errors_name_the_argument():
+    from speculum.diagnostics import MapConfig, map_reconstruct
+    from speculum.models.score import ScoreConfig, ScoreNet
+
+    psf = gaussian_psf(1.0)
+    with pytest.raises(ValueError, match="weights must have the shape of one observation"):
+        fisher_diag_likelihood(lambda v: convolve_psf(v, psf), torch.zeros(8, 8, dtype=torch.float64), torch.ones(8))
+    net = ScoreNet(ScoreConfig(shape=(8, 8), channels=4, levels=1))
+    with pytest.raises(ValueError, match=r"forward\(x\) gives \(2, 4, 4\)"):
+        map_reconstruct(torch.zeros(2, 8, 8), torch.ones(8, 8), lambda v: v[:, :4, :4], net, MapConfig(steps=1))

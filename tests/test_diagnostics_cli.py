@@ -38,6 +38,30 @@ def test_images_end_to_end(tmp_path):
     assert np.allclose(maps["delta"], maps["fisher_prior"] - maps["fisher_likelihood"])
     html = (tmp_path / "maps" / "report.html").read_text()
     assert "Hallucination maps" in html and "Prior and data per object" in html and html.count("<img ") == 1
+    assert "unit vectors (exact)" in html and bool(maps["exact"].all())
+    # the run records its inputs by content hash; a report refuses maps it did not write
+    from speculum.report import build_report
+    from speculum.train.runs import content_hash, read_run_manifest
+
+    manifest = read_run_manifest(tmp_path / "maps")
+    assert manifest["inputs"]["data"]["hash"] == content_hash(data)
+    assert manifest["inputs"]["prior"]["hash"] == content_hash(tmp_path / "prior" / "prior.safetensors")
+    np.savez(tmp_path / "maps" / "hallucination.npz", **{k: v * 2 for k, v in maps.items()})
+    with pytest.raises(ValueError, match="not the maps this run wrote"):
+        build_report(tmp_path / "maps")
+
+
+def test_centre_mask_and_calibration_settings(tmp_path):
+    data = tmp_path / "c.npz"
+    res = run("simulate-images", data, "--n", 4, "--mask", "centre", "--mask-radius", 4, "--noise", 0.005,
+              "--bar-fraction", 1, "--bar-flux-fraction", 0.4, "--truth-psf-fwhm", 0.1)  # fmt: skip
+    assert res.exit_code == 0, res.output
+    a = np.load(data)
+    yy, xx = np.mgrid[:32, :32]
+    inside = (yy - 15.5) ** 2 + (xx - 15.5) ** 2 < 16
+    assert (a["weights"][:, inside] == 0).all() and (a["weights"][:, ~inside] == 1 / 0.005**2).all()
+    # 40 % of the flux in the bar (the stamp loses some disk light at its edges: measured 0.40-0.42)
+    assert np.allclose(a["bar"].sum((1, 2)) / a["truth"].sum((1, 2)), 0.41, atol=0.02)
 
 
 def test_user_errors_name_file_and_field(tmp_path):
@@ -51,5 +75,5 @@ def test_user_errors_name_file_and_field(tmp_path):
     np.savez(good, image=np.zeros((2, 8, 8)), weights=np.ones((2, 8, 8)), psf=np.ones((3, 3)) / 9)
     res = run("train-prior", good, "--out", tmp_path / "p", "--field", "truth")
     assert res.exit_code == 2 and "no array 'truth'" in res.output
-    res = run("simulate-images", tmp_path / "x.npz", "--mask", "left")
+    res = run("simulate-images", tmp_path / "x.npz", "--mask", "left", "--n", 1)
     assert res.exit_code == 2 and "--mask" in res.output

@@ -284,3 +284,25 @@ def test_likelihood_information_matches_the_dense_operator(grid, truth):
         for x in (truth[n], torch.zeros(L_REST, dtype=torch.float64)):
             got = fisher_diag_likelihood(f, x, w[n * 3])
             assert torch.allclose(got, expected, rtol=1e-12, atol=0)
+
+
+def test_line_spread_in_the_forward_model(grid, truth):
+    """With an LSF the exact F_L is still diag(Aᵀ W A) of the dense operator (resample, then convolve),
+    observe() uses the same operator, and the LSF keeps the flux of the observed model."""
+    from speculum.physics import convolve_lsf, gaussian_kernel
+
+    z = Z[:1]
+    wave = SDSS.wave()
+    fwd = spectrum_forward(grid, z[0], wave, lsf_sigma=1.5)
+    x = truth[:1]
+    y, w = observe(x, z, wave, noise=1e-9, sky_mask=False, grid=grid, lsf_sigma=1.5)
+    plain = resample_to_observed(x, grid, z, wave)[0]
+    want = convolve_lsf(plain, gaussian_kernel(1.5, dtype=plain.dtype))
+    inside = w[0] > 0
+    assert torch.allclose(y[0][inside], want[0][inside], atol=1e-7)
+    assert torch.allclose(fwd(x), want, atol=1e-12)
+    interior = slice(200, -200)
+    assert want[0, interior].sum() == pytest.approx(plain[0, interior].sum().item(), rel=1e-3)
+    dense = torch.func.jacfwd(lambda v: fwd(v[None])[0])(x[0])  # (L_obs, L_rest)
+    fl = fisher_diag_likelihood(fwd, x[0], w[0])
+    assert torch.allclose(fl, (dense.pow(2) * w[0][:, None]).sum(0), rtol=1e-10, atol=1e-6)

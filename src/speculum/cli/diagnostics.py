@@ -57,27 +57,41 @@ def simulate_images(
     out: Path = typer.Argument(..., help="Output .npz (image, weights, psf, truth, bar, has_bar)."),
     n: int = typer.Option(2000, min=1, help="Number of galaxies."),
     bar_fraction: float = typer.Option(0.0, min=0.0, max=1.0, help="Fraction of galaxies with a bar."),
-    mask: str = typer.Option("none", help="none, or right-half: the right half gets weight 0 (inpainting)."),
+    mask: str = typer.Option(
+        "none", help="none; right-half (weight 0 there, as in the paper); centre (a disk of --mask-radius pixels)."
+    ),
+    mask_radius: float = typer.Option(6.0, min=0.0, help="Radius of the centre mask, pixels."),
     size: int = typer.Option(32, min=8, help="Stamp side in pixels."),
     noise: float = typer.Option(0.01, min=0.0, help="Per-pixel noise sigma."),
+    bar_flux_fraction: float = typer.Option(0.25, min=0.0, max=0.99, help="Share of the flux in a bar."),
+    truth_psf_fwhm: float = typer.Option(0.0, min=0.0, help="HST-like PSF of the truth, arcsec (0: none)."),
     seed: int = typer.Option(0),
 ) -> None:
     """Simulate galaxy images (GalSim bulge + disk [+ bar]) observed through a PSF with noise.
 
     \b
     Example: speculum diagnostics simulate-images barred.npz --n 4000 --bar-fraction 1
+
+    \b
+    The calibration of benchmarks/fisher.py: --bar-flux-fraction 0.4 --truth-psf-fwhm 0.1 --noise 0.005
+    (and --mask centre for the test galaxies).
     """
     with user_errors():
+        import numpy as np
+
         from speculum.sim.images import GalaxyImageSimulator, ImageConfig
 
-        if mask not in ("none", "right-half"):
-            raise ValueError(f"--mask: expected none or right-half, got {mask!r}")
-        sims = GalaxyImageSimulator(ImageConfig(size=size, bar_fraction=bar_fraction, noise_sigma=noise)).simulate(
-            n, seed=seed
-        )
+        if mask not in ("none", "right-half", "centre"):
+            raise ValueError(f"--mask: expected none, right-half or centre, got {mask!r}")
+        cfg = ImageConfig(size=size, bar_fraction=bar_fraction, noise_sigma=noise,
+                          bar_flux_fraction=bar_flux_fraction, truth_psf_fwhm=truth_psf_fwhm)  # fmt: skip
+        sims = GalaxyImageSimulator(cfg).simulate(n, seed=seed)
         w = sims.weights.copy()
         if mask == "right-half":
             w[:, :, size // 2 :] = 0
+        elif mask == "centre":
+            yy, xx = np.mgrid[:size, :size]
+            w[:, (yy - (size - 1) / 2) ** 2 + (xx - (size - 1) / 2) ** 2 < mask_radius**2] = 0
         _save(out, {"image": sims.image, "weights": w, "psf": sims.psf, "truth": sims.truth, "bar": sims.bar,
                     "has_bar": sims.params["has_bar"]})  # fmt: skip
     typer.echo(f"wrote {n} images ({size}x{size}, {int(sims.params['has_bar'].sum())} barred) to {out}")
@@ -191,6 +205,7 @@ def fisher(
         from speculum.physics import convolve_psf
         from speculum.report import build_report
         from speculum.train.checkpoint import load_model
+        from speculum.train.runs import write_run_manifest
 
         arrays = _load(data)
         path = prior / PRIOR_NAME if prior.is_dir() else prior
@@ -227,6 +242,12 @@ def fisher(
             extra["truth"] = arrays["truth"][:limit]
         out.mkdir(parents=True, exist_ok=True)
         write_diagnosis(out / MAPS_NAME, diag, extra)
+        write_run_manifest(
+            out,
+            inputs={"data": data, "prior": path},
+            outputs={"maps": out / MAPS_NAME},
+            config={"limit": limit, "map": mcfg.to_dict(), "fisher": fcfg.to_dict()},
+        )
         report = build_report(out, out / "report.html")
     frac = float((diag.maps.delta > 0).double().mean())
     typer.echo(

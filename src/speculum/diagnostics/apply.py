@@ -17,6 +17,7 @@ layer starts at zero: it carries no information, ``F_P = 0``, and the data decid
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,7 +76,14 @@ def map_reconstruct(
     shape = (len(y), *prior.config.shape)
     if x0 is not None and tuple(x0.shape) != shape:
         raise ValueError(f"map_reconstruct: x0 must be {shape}, got {tuple(x0.shape)}")
-    x = (torch.zeros(shape) if x0 is None else torch.as_tensor(x0, dtype=torch.float32).clone()).requires_grad_(True)
+    device = prior.scale.device
+    y, w = y.to(device), w.to(device)
+    x = torch.zeros(shape, device=device) if x0 is None else torch.as_tensor(x0, dtype=torch.float32).to(device).clone()
+    x.requires_grad_(True)
+    with torch.no_grad():
+        got = tuple(forward(x).shape)
+    if got != tuple(y.shape):
+        raise ValueError(f"map_reconstruct: forward(x) gives {got}, the observations y are {tuple(y.shape)}")
     scale = float(prior.scale)
     opt = torch.optim.Adam([x], lr=cfg.lr * scale)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps, eta_min=cfg.lr * scale / 100)
@@ -109,40 +117,30 @@ class Diagnosis:
         maps: ``F_L``, ``F_P`` (times ``λ``), ``ΔF``, ``r``.
         prior_weight: ``λ``.
         probes: Probes used for ``F_P`` per object (pixels when exact).
+        exact: Whether ``F_P`` of each object is exact (unit vectors) or a Hutchinson estimate.
     """
 
     reconstruction: torch.Tensor
     maps: HallucinationMap
     prior_weight: float
     probes: list[int]
+    exact: list[bool]
 
 
 def _prior_diagonals(x: torch.Tensor, prior: ScoreNet, prior_weight: float, config: FisherConfig) -> tuple:
-    """``F_P`` of every object, in float64, with the network's weights frozen (no autograd graph is kept)."""
+    """``F_P`` of every object in float64, on a frozen float64 copy of the network (the caller's is untouched)."""
     gen = torch.Generator().manual_seed(config.seed)
-    flags = [p.requires_grad for p in prior.parameters()]
-    net = prior.double().eval().requires_grad_(False)
-    out, probes = [], []
-    try:
-        for xi in x.to(torch.float64):
-            est = fisher_diag_prior(
-                net.score,
-                xi,
-                prior_weight,
-                config.prior_method,
-                config.max_probes,
-                config.batch,
-                config.rtol,
-                gen,
-                config.exact_max_pixels,
-            )
-            out.append(est.diagonal)
-            probes.append(est.probes)
-    finally:
-        prior.float()
-        for p, flag in zip(prior.parameters(), flags, strict=True):
-            p.requires_grad_(flag)
-    return torch.stack(out), probes
+    net = copy.deepcopy(prior).double().eval().requires_grad_(False)
+    out, probes, exact = [], [], []
+    for xi in x.to(torch.float64):
+        est = fisher_diag_prior(
+            net.score, xi, prior_weight, config.prior_method, config.max_probes, config.batch, config.rtol, gen,
+            config.exact_max_pixels,
+        )  # fmt: skip
+        out.append(est.diagonal)
+        probes.append(est.probes)
+        exact.append(est.exact)
+    return torch.stack(out), probes, exact
 
 
 def diagnose_images(
@@ -169,8 +167,8 @@ def diagnose_images(
     x = torch.as_tensor(x)
     w = torch.as_tensor(weights, dtype=torch.float64).expand(x.shape)
     fl = fisher_diag_likelihood_psf(torch.as_tensor(psf, dtype=torch.float64), w)
-    fp, probes = _prior_diagonals(x, prior, prior_weight, cfg)
-    return Diagnosis(x.detach(), hallucination_map(fl, fp), prior_weight, probes)
+    fp, probes, exact = _prior_diagonals(x, prior, prior_weight, cfg)
+    return Diagnosis(x.detach(), hallucination_map(fl, fp), prior_weight, probes, exact)
 
 
 def diagnose(
@@ -194,8 +192,8 @@ def diagnose(
     if len(w) != len(x):
         raise ValueError(f"diagnose: weights for {len(w)} objects, reconstructions of {len(x)}")
     fl = torch.stack([fisher_diag_likelihood(f, x[i].to(torch.float64), w[i]) for i, f in enumerate(forwards)])
-    fp, probes = _prior_diagonals(x, prior, prior_weight, cfg)
-    return Diagnosis(x.detach(), hallucination_map(fl, fp), prior_weight, probes)
+    fp, probes, exact = _prior_diagonals(x, prior, prior_weight, cfg)
+    return Diagnosis(x.detach(), hallucination_map(fl, fp), prior_weight, probes, exact)
 
 
 def write_diagnosis(path: str | Path, diagnosis: Diagnosis, extra: dict[str, np.ndarray] | None = None) -> Path:
@@ -213,6 +211,7 @@ def write_diagnosis(path: str | Path, diagnosis: Diagnosis, extra: dict[str, np.
         "prior_fraction": m.prior_fraction.numpy(),
         "prior_weight": np.asarray(diagnosis.prior_weight),
         "probes": np.asarray(diagnosis.probes),
+        "exact": np.asarray(diagnosis.exact, dtype=bool),
         **(extra or {}),
     }
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:

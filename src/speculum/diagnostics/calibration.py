@@ -19,7 +19,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -137,18 +136,28 @@ def hallucination_figures(
     map_config: MapConfig | None = None,
     seed: int = 0,
     progress: bool = False,
+    sigma_min: float = 0.04,
+    images: dict | None = None,
 ) -> dict:
     """Train a prior on barred galaxies, reconstruct unbarred (and, for comparison, barred) ones
     with their centres masked, and score ``ΔF`` and ``r`` against the hallucinated pixels.
 
+    The test galaxies come in matched pairs: the unbarred one is the barred one minus its bar
+    (same host, same noise realisation), so the two sets differ by the bar alone.
+
     Returns:
         ``hallucination_auc`` (ROC AUC of ``ΔF``, unbarred test galaxies), ``hallucination_auc_r``,
         ``hallucination_auc_mask`` (the mask alone), ``hallucination_auc_in_mask`` and
-        ``hallucination_auc_r_in_mask`` (masked pixels only), ``hallucinated_fraction`` (of all
-        pixels) and ``hallucinated_fraction_masked``, the same fractions for barred test galaxies
-        (``*_barred``: the prior matches them), ``calibration_delta_negative_observed`` (fraction of
-        observed pixels with ``ΔF < 0``), ``calibration_delta_positive_masked``, timings; and ``arrays`` (maps of the
-        unbarred set, for figures).
+        ``hallucination_auc_r_in_mask`` (masked pixels only), ``hallucination_auc_observed`` (observed
+        pixels only), ``hallucination_auc_neg_fl`` (``-F_L`` alone: the data's information without
+        the prior's), ``bar_coefficient`` (least-squares amount of the twin's bar in the
+        reconstruction's masked pixels: 0 none, 1 all; ``_barred``: of the barred twins),
+        ``hallucinated_fraction`` (of all pixels), ``_masked`` and ``_observed``; the
+        fractions for barred test galaxies (``*_barred``: the prior matches them); the AUCs and
+        fractions with the right half masked instead (``*_half_mask``, as in the paper);
+        ``calibration_delta_negative_observed`` (fraction of observed pixels with ``ΔF < 0``),
+        ``calibration_delta_positive_masked``, timings; and ``arrays`` (maps of the unbarred,
+        centre-masked set, for figures).
     """
     from speculum.diagnostics.fit import train_prior
     from speculum.models.score import ScoreConfig
@@ -157,10 +166,12 @@ def hallucination_figures(
     from speculum.train import TrainConfig
 
     run_dir = Path(run_dir)
-    base = ImageConfig(bar_fraction=1.0, **CALIBRATION_IMAGES)
+    base = ImageConfig(bar_fraction=1.0, **{**CALIBRATION_IMAGES, **(images or {})})
     t0 = time.perf_counter()
     train = GalaxyImageSimulator(base).simulate(n_train, seed=seed + 1)
-    cfg = ScoreConfig(shape=(base.size, base.size), arch="unet", channels=16, levels=2, sigma_min=0.04, sigma_max=0.5)
+    cfg = ScoreConfig(
+        shape=(base.size, base.size), arch="unet", channels=16, levels=2, sigma_min=sigma_min, sigma_max=0.5
+    )
     tcfg = TrainConfig(epochs=epochs, batch_size=64, lr=2e-3, patience=0, precision="fp32", seed=seed)
     net, hist = train_prior(torch.from_numpy(train.truth), run_dir, cfg, tcfg, progress=progress)
     t_train = time.perf_counter() - t0
@@ -168,42 +179,60 @@ def hallucination_figures(
     yy, xx = torch.meshgrid(torch.arange(s, dtype=torch.float32), torch.arange(s, dtype=torch.float32), indexing="ij")
     centre = (yy - (s - 1) / 2) ** 2 + (xx - (s - 1) / 2) ** 2 < mask_radius**2
     mcfg = map_config or MapConfig(steps=400, lr=0.5)
+    half = xx >= s // 2
     out: dict = {"prior_train_seconds": t_train, "prior_val_loss": hist[-1].get("val_loss", float("nan"))}
-    for bar_fraction, suffix in ((0.0, ""), (1.0, "_barred")):
-        test = GalaxyImageSimulator(dataclasses.replace(base, bar_fraction=bar_fraction)).simulate(
-            n_test, seed=seed + 99
-        )
-        psf = torch.from_numpy(test.psf)
+    # matched pairs: each unbarred test galaxy is a barred one minus its bar (the same host, the
+    # same noise), so the two sets differ by the bar alone and the host has the training flux scale
+    test = GalaxyImageSimulator(base).simulate(n_test, seed=seed + 99)
+    psf = torch.from_numpy(test.psf)
+    bar = torch.from_numpy(test.bar).double()
+    barred = (torch.from_numpy(test.truth).double(), torch.from_numpy(test.image).double())
+    unbarred = (barred[0] - bar, barred[1] - convolve_psf(bar, psf))
+    cases = (("", unbarred, centre), ("_barred", barred, centre), ("_half_mask", unbarred, half))
+    for suffix, (truth, image), mask in cases:
         w = torch.from_numpy(test.weights).clone()
-        w[:, centre] = 0
-        y = torch.from_numpy(test.image)
+        w[:, mask] = 0
+        y = image.float()
         t1 = time.perf_counter()
         kernel = psf.float()
         x = map_reconstruct(y, w, lambda v, k=kernel: convolve_psf(v, k), net, mcfg, progress=progress)
         t_map = time.perf_counter() - t1
-        d = diagnose_images(
-            x, w, psf, net, mcfg.prior_weight, FisherConfig(prior_method="hutchinson", max_probes=probes)
-        )
+        fcfg = FisherConfig(prior_method="hutchinson", max_probes=probes)
+        d = diagnose_images(x, w, psf, net, mcfg.prior_weight, fcfg)
         t_fisher = time.perf_counter() - t1 - t_map
-        truth = torch.from_numpy(test.truth)
-        hallucinated = ((x - truth).abs() > threshold * base.noise_sigma).numpy().ravel()
+        err = x.double() - truth
+        hallucinated = (err.abs() > threshold * base.noise_sigma).numpy().ravel()
         masked = (w == 0).numpy().ravel()
         delta, r = d.maps.delta.numpy().ravel(), d.maps.prior_fraction.numpy().ravel()
+        fl = d.maps.fisher_likelihood.numpy().ravel()
+        # how much of the twin's bar the reconstruction holds in the mask: 0 none, 1 all of it
+        host = unbarred[0]
+        m = w == 0
+        out[f"bar_coefficient{suffix}"] = float(((x.double() - host) * bar)[m].sum() / bar.pow(2)[m].sum())
         out[f"hallucinated_fraction{suffix}"] = float(hallucinated.mean())
         out[f"hallucinated_fraction_masked{suffix}"] = float(hallucinated[masked].mean())
+        out[f"hallucinated_fraction_observed{suffix}"] = float(hallucinated[~masked].mean())
+        if suffix == "_barred":
+            continue
+        out.update(
+            {
+                f"hallucination_auc{suffix}": roc_auc(delta, hallucinated),
+                f"hallucination_auc_r{suffix}": roc_auc(r, hallucinated),
+                f"hallucination_auc_mask{suffix}": roc_auc(masked.astype(float), hallucinated),
+                f"hallucination_auc_neg_fl{suffix}": roc_auc(-fl, hallucinated),
+                f"hallucination_auc_in_mask{suffix}": roc_auc(delta[masked], hallucinated[masked]),
+                f"hallucination_auc_r_in_mask{suffix}": roc_auc(r[masked], hallucinated[masked]),
+                f"hallucination_auc_observed{suffix}": roc_auc(delta[~masked], hallucinated[~masked]),
+            }
+        )
         if suffix:
             continue
         out.update(
-            hallucination_auc=roc_auc(delta, hallucinated),
-            hallucination_auc_r=roc_auc(r, hallucinated),
-            hallucination_auc_mask=roc_auc(masked.astype(float), hallucinated),
-            hallucination_auc_in_mask=roc_auc(delta[masked], hallucinated[masked]),
-            hallucination_auc_r_in_mask=roc_auc(r[masked], hallucinated[masked]),
             calibration_delta_negative_observed=float((delta[~masked] < 0).mean()),
             calibration_delta_positive_masked=float((delta[masked] > 0).mean()),
             map_seconds_per_object=t_map / n_test,
             fisher_seconds_per_object=t_fisher / n_test,
-            probes=int(np.median(d.probes)),
+            calibration_probes=int(np.median(d.probes)),
             arrays={
                 "image": y.numpy(),
                 "weights": w.numpy(),

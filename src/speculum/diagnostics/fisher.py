@@ -100,22 +100,29 @@ def _jvp(fn: BatchFn, x: torch.Tensor, tangents: torch.Tensor) -> torch.Tensor:
     return torch.func.jvp(fn, (xs,), (tangents,))[1]
 
 
-def exact_diagonal(matvec: BatchFn, shape: torch.Size | tuple[int, ...], dtype=torch.float64, chunk: int = 256):
+def exact_diagonal(
+    matvec: BatchFn,
+    shape: torch.Size | tuple[int, ...],
+    dtype: torch.dtype = torch.float64,
+    chunk: int = 256,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
     """The exact diagonal of the linear map ``matvec`` ``(B, *S) -> (B, *S)``, one unit vector per pixel.
 
     Args:
         matvec: Applies the matrix to a batch of vectors shaped like the problem.
         shape: The problem's shape ``S``.
         chunk: Unit vectors per call.
+        device: Where the unit vectors are made (that of the problem).
 
     Returns:
         ``(*S)`` diagonal.
     """
     n = int(torch.Size(shape).numel())
-    out = torch.empty(n, dtype=dtype)
+    out = torch.empty(n, dtype=dtype, device=device)
     for lo in range(0, n, chunk):
-        idx = torch.arange(lo, min(n, lo + chunk))
-        e = torch.zeros(len(idx), n, dtype=dtype)
+        idx = torch.arange(lo, min(n, lo + chunk), device=device)
+        e = torch.zeros(len(idx), n, dtype=dtype, device=device)
         e[torch.arange(len(idx)), idx] = 1
         col = matvec(e.reshape(len(idx), *shape)).reshape(len(idx), n)
         out[idx] = col[torch.arange(len(idx)), idx].detach().to(dtype)
@@ -130,12 +137,16 @@ def hutchinson_diagonal(
     batch: int = 100,
     rtol: float = 1e-6,
     generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
 ) -> DiagonalEstimate:
     """Hutchinson's estimate ``mean_k z_k ⊙ M z_k`` (Rademacher ``z``) of the diagonal of ``matvec``.
 
     Probes run in batches of ``batch``; after each batch the running estimate is compared with
     the previous one and the loop stops when ``||Δ|| / ||estimate|| < rtol`` (the stopping
-    rule of Sampson & Melchior 2023) or after ``max_probes`` probes.
+    rule of Sampson & Melchior 2023) or after ``max_probes`` probes. The running mean of ``k``
+    probes changes by about ``1/k`` of its spread per probe, so with ``rtol = 1e-6`` the rule
+    stops early only for (nearly) diagonal matrices, whose probes are all equal; otherwise it
+    runs to ``max_probes`` (and where it stops depends on ``batch``).
 
     Args:
         matvec: Applies the matrix to a batch ``(B, *S)``.
@@ -143,7 +154,8 @@ def hutchinson_diagonal(
         max_probes: Upper bound on the probes.
         batch: Probes per call of ``matvec``.
         rtol: Relative-change stopping threshold.
-        generator: Seeds the probes (default: a fresh generator seeded 0, so estimates repeat).
+        generator: Seeds the probes (a CPU generator; default: seeded 0, so estimates repeat).
+        device: Where the probes go (that of the problem).
 
     Returns:
         The estimate with its per-pixel standard error.
@@ -151,12 +163,12 @@ def hutchinson_diagonal(
     if max_probes < 1 or batch < 1:
         raise ValueError(f"hutchinson_diagonal: max_probes and batch must be >= 1, got {max_probes}, {batch}")
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
-    total = torch.zeros(shape, dtype=torch.float64)
-    total2 = torch.zeros(shape, dtype=torch.float64)
+    total = torch.zeros(shape, dtype=torch.float64, device=device)
+    total2 = torch.zeros(shape, dtype=torch.float64, device=device)
     k, est, change = 0, None, float("inf")
     while k < max_probes:
         b = min(batch, max_probes - k)
-        z = torch.randint(0, 2, (b, *shape), generator=gen).to(dtype) * 2 - 1
+        z = torch.randint(0, 2, (b, *shape), generator=gen).to(device=device, dtype=dtype) * 2 - 1
         terms = (z * matvec(z)).detach().to(torch.float64)  # no graph back to any network's weights
         total += terms.sum(0)
         total2 += terms.pow(2).sum(0)
@@ -218,13 +230,20 @@ def fisher_diag_likelihood(
     weights = torch.as_tensor(weights, dtype=x.dtype)
     if (weights < 0).any() or not torch.isfinite(weights).all():
         raise ValueError("fisher_diag_likelihood: weights must be finite inverse variances >= 0")
+    with torch.no_grad():
+        shape = tuple(forward(x.unsqueeze(0)).shape[1:])
+    if tuple(weights.shape) != shape:
+        raise ValueError(
+            f"fisher_diag_likelihood: weights must have the shape of one observation {shape} "
+            f"(the forward model's output), got {tuple(weights.shape)}"
+        )
     if method == "exact":
         n = x.numel()
-        out = torch.empty(n, dtype=x.dtype)
+        out = torch.empty(n, dtype=x.dtype, device=x.device)
         for lo in range(0, n, chunk):
-            idx = torch.arange(lo, min(n, lo + chunk))
-            e = torch.zeros(len(idx), n, dtype=x.dtype)
-            e[torch.arange(len(idx)), idx] = 1
+            idx = torch.arange(lo, min(n, lo + chunk), device=x.device)
+            e = torch.zeros(len(idx), n, dtype=x.dtype, device=x.device)
+            e[torch.arange(len(idx), device=x.device), idx] = 1
             cols = _jvp(forward, x, e.reshape(len(idx), *x.shape))  # (b, *D): columns A e_i
             out[idx] = (cols.pow(2) * weights).reshape(len(idx), -1).sum(1).detach()
         return out.reshape(x.shape)
@@ -232,11 +251,13 @@ def fisher_diag_likelihood(
 
         def gauss_newton(z: torch.Tensor) -> torch.Tensor:
             xs = x.unsqueeze(0).expand_as(z).contiguous()
-            out, vjp = torch.func.vjp(forward, xs)
-            jz = torch.func.jvp(forward, (xs,), (z,))[1]
+            jz = torch.func.jvp(forward, (xs,), (z,))[1]  # J z (forward mode), then Jᵀ (W J z) (reverse)
+            _, vjp = torch.func.vjp(forward, xs)
             return vjp(weights * jz)[0]
 
-        return hutchinson_diagonal(gauss_newton, x.shape, x.dtype, max_probes, batch, rtol, generator).diagonal
+        est = hutchinson_diagonal(gauss_newton, x.shape, x.dtype, max_probes, batch, rtol, generator, x.device)
+        # F_L >= 0 by definition; a Hutchinson estimate of a tiny diagonal can come out negative
+        return est.diagonal.clamp_min(0)
     raise ValueError(f"fisher_diag_likelihood: method must be 'exact' or 'hutchinson', got {method!r}")
 
 
@@ -274,10 +295,10 @@ def fisher_diag_prior(
         return -_jvp(score_fn, x.to(v.dtype), v)
 
     if method == "exact":
-        d = exact_diagonal(neg_jac, x.shape, torch.float64 if x.dtype == torch.float64 else x.dtype)
+        d = exact_diagonal(neg_jac, x.shape, x.dtype, device=x.device)
         return DiagonalEstimate((weight * d).to(torch.float64), x.numel(), True)
     if method == "hutchinson":
-        est = hutchinson_diagonal(neg_jac, x.shape, x.dtype, max_probes, batch, rtol, generator)
+        est = hutchinson_diagonal(neg_jac, x.shape, x.dtype, max_probes, batch, rtol, generator, x.device)
         log.info("F_P: %d probes, last relative change %.2g", est.probes, est.rel_change)
         return DiagonalEstimate(
             (weight * est.diagonal).to(torch.float64),
@@ -298,7 +319,8 @@ class HallucinationMap:
         fisher_prior: ``F_P`` ``(*S)`` (already multiplied by the prior's weight ``λ``).
         delta: ``ΔF = F_P - F_L``: > 0 where the prior dominates (hallucination-prone).
         prior_fraction: ``r = F_P / (F_P + F_L)`` in ``[0, 1]`` (a negative ``F_P`` estimate,
-            possible for a network's score, is clipped to 0).
+            possible for a network's score, is clipped to 0; where neither term carries any
+            information, ``r = 1/2``), so that ``r > 1/2`` exactly where ``ΔF > 0``.
     """
 
     fisher_likelihood: torch.Tensor
@@ -326,11 +348,13 @@ def hallucination_map(fisher_likelihood: torch.Tensor, fisher_prior: torch.Tenso
         raise ValueError("hallucination_map: F_L has negative values; it must be diag(Jᵀ W J) >= 0")
     fpc = fp.clamp_min(0)
     total = fpc + fl
-    r = torch.where(total > 0, fpc / total.clamp_min(1e-300), torch.ones_like(total))
+    r = torch.where(total > 0, fpc / total.clamp_min(1e-300), torch.full_like(total, 0.5))
     return HallucinationMap(fl, fp, fp - fl, r)
 
 
-def source_confidence(prior_fraction: torch.Tensor, flux: torch.Tensor, segmentation: torch.Tensor | None = None):
+def source_confidence(
+    prior_fraction: torch.Tensor, flux: torch.Tensor, segmentation: torch.Tensor | None = None
+) -> torch.Tensor:
     """Flux-weighted share of the likelihood, ``Σ |x_i| (1 - r_i) / Σ |x_i|``, per source.
 
     1 means every bright pixel of the source is decided by the data; 0 that the prior made

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import torch
 
-from speculum.models.score import ScoreConfig, ScoreNet, dsm_loss
+from speculum.diagnostics.losses import dsm_loss
+from speculum.models.score import ScoreConfig, ScoreNet
 from speculum.train.checkpoint import load_model, save_model
 from speculum.train.trainer import LossMethod, TrainConfig, Trainer
 

@@ -115,9 +115,11 @@ class GaussianInpainting:
         return convolve_psf(x, self.psf())
 
     def score(self, x: torch.Tensor) -> torch.Tensor:
-        """The prior's score ``-Σ⁻¹ x`` for ``(B, H, W)`` scenes."""
-        prec = self.precision().to(x.dtype)
-        return -(x.reshape(len(x), -1) @ prec).reshape(x.shape)
+        """The prior's score ``-Σ⁻¹ x`` for ``(B, H, W)`` scenes, by a Cholesky solve with ``Σ``
+        (not through :meth:`precision`, so that estimators of ``F_P`` are checked against an
+        independent route to ``diag Σ⁻¹``)."""
+        chol = torch.linalg.cholesky(self.covariance().to(x.dtype))
+        return -torch.cholesky_solve(x.reshape(len(x), -1).T, chol).T.reshape(x.shape)
 
     def fisher_likelihood(self) -> torch.Tensor:
         """Analytic ``F_L = diag(Aᵀ W A)`` ``(H, W)`` from the dense ``A``."""

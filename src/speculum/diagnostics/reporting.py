@@ -11,8 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from speculum.diagnostics.apply import read_diagnosis
+from speculum.diagnostics.fisher import source_confidence
 from speculum.report import figure_to_html, pyplot, register_sections, table_to_html
 
 __all__ = ["MAPS_NAME", "report_sections", "summary_rows"]
@@ -31,13 +33,12 @@ def summary_rows(maps: dict[str, np.ndarray]) -> list[dict]:
     r, delta, x = maps["prior_fraction"], maps["delta"], maps["reconstruction"]
     observed = maps["fisher_likelihood"] > 0
     for i in range(len(r)):
-        flux = np.abs(x[i])
         row = {
             "object": i,
             "median r (data)": float(np.median(r[i][observed[i]])) if observed[i].any() else float("nan"),
             "median r (no data)": float(np.median(r[i][~observed[i]])) if (~observed[i]).any() else float("nan"),
             "ΔF > 0 fraction": float((delta[i] > 0).mean()),
-            "confidence": float((flux * (1 - r[i])).sum() / max(flux.sum(), 1e-300)),
+            "confidence": float(source_confidence(torch.from_numpy(r[i]), torch.from_numpy(x[i]))[0]),
         }
         if "truth" in maps:
             row["rms error"] = float(np.sqrt(np.mean((x[i] - maps["truth"][i]) ** 2)))
@@ -113,10 +114,21 @@ def _spectrum_figure(maps: dict[str, np.ndarray], n: int = 3) -> str:
 @register_sections("diagnostics", holds=_holds, title="speculum: hallucination diagnostic")
 def report_sections(run_dir: str | Path) -> list[tuple[str, str]]:
     """The diagnostic's sections for a run folder with ``hallucination.npz``."""
-    maps = read_diagnosis(Path(run_dir) / MAPS_NAME)
+    from speculum.train.runs import RUN_MANIFEST, content_hash, read_run_manifest
+
+    run_dir = Path(run_dir)
+    if (run_dir / RUN_MANIFEST).exists():
+        recorded = read_run_manifest(run_dir)["outputs"].get("maps", {}).get("hash")
+        if recorded and recorded != content_hash(run_dir / MAPS_NAME):
+            raise ValueError(
+                f"{run_dir / MAPS_NAME}: not the maps this run wrote (run.json records {recorded}); "
+                "rerun `speculum diagnostics fisher` before the report"
+            )
+    maps = read_diagnosis(run_dir / MAPS_NAME)
     spectra = maps["reconstruction"].ndim == 2
     probes = int(np.median(maps["probes"]))
-    how = "Hutchinson probes" if probes < maps["reconstruction"][0].size else "unit vectors (exact)"
+    exact = bool(np.all(maps["exact"])) if "exact" in maps else False
+    how = "unit vectors (exact)" if exact else "Hutchinson probes"
     note = f"<p>λ = {float(maps['prior_weight']):g}; F_P from {probes} {how} per object; F_L exact.</p>"
     figure = _spectrum_figure(maps) if spectra else _image_figure(maps)
     return [

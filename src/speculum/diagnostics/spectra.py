@@ -61,7 +61,7 @@ from speculum.diagnostics.apply import Diagnosis, diagnose, map_reconstruct
 from speculum.diagnostics.config import FisherConfig, MapConfig
 from speculum.instruments import Instrument, get_instrument, sky_lines
 from speculum.models.score import ScoreNet
-from speculum.physics import NORMALIZATION_RANGE, redshift_grid, resample_to_observed
+from speculum.physics import NORMALIZATION_RANGE, convolve_lsf, gaussian_kernel, redshift_grid, resample_to_observed
 from speculum.sim.galaxy import BLOCK_SIZE, GalaxySimulator, SimConfig
 from speculum.sim.lines import C_KMS, NARROW_LINES
 
@@ -300,10 +300,21 @@ def _as_z(z: torch.Tensor | float, n: int | None = None) -> torch.Tensor:
     return z
 
 
-def spectrum_forward(grid: torch.Tensor, z: torch.Tensor | float, wave_obs: torch.Tensor) -> BatchFn:
+def _line_spread(model: torch.Tensor, lsf_sigma: float | None) -> torch.Tensor:
+    """The instrument's line spread (a Gaussian of ``lsf_sigma`` observed pixels), when given."""
+    if lsf_sigma is None:
+        return model
+    return convolve_lsf(model, gaussian_kernel(lsf_sigma, dtype=model.dtype))
+
+
+def spectrum_forward(
+    grid: torch.Tensor, z: torch.Tensor | float, wave_obs: torch.Tensor, lsf_sigma: float | None = None
+) -> BatchFn:
     """The forward model of one object at redshift ``z``, for :func:`~speculum.diagnostics.apply.diagnose`.
 
-    ``resample_to_observed(x, grid, z, wave_obs)[0]`` for ``B`` copies of the object.
+    ``resample_to_observed(x, grid, z, wave_obs)[0]`` for ``B`` copies of the object, then,
+    with ``lsf_sigma`` (observed pixels), the instrument's Gaussian line spread
+    (:func:`speculum.physics.convolve_lsf`): the project's one spectrum forward model.
 
     Args:
         grid: Restframe grid ``(L_rest,)``.
@@ -321,13 +332,16 @@ def spectrum_forward(grid: torch.Tensor, z: torch.Tensor | float, wave_obs: torc
     zi = _as_z(z).reshape(())
 
     def forward(x: torch.Tensor) -> torch.Tensor:
-        return resample_to_observed(x, grid, zi.expand(x.shape[0]), wave_obs)[0]
+        return _line_spread(resample_to_observed(x, grid, zi.expand(x.shape[0]), wave_obs)[0], lsf_sigma)
 
     return forward
 
 
-def spectra_forward(grid: torch.Tensor, z: torch.Tensor, wave_obs: torch.Tensor) -> BatchFn:
-    """The forward model of a batch, for :func:`~speculum.diagnostics.apply.map_reconstruct`.
+def spectra_forward(
+    grid: torch.Tensor, z: torch.Tensor, wave_obs: torch.Tensor, lsf_sigma: float | None = None
+) -> BatchFn:
+    """The forward model of a batch, for :func:`~speculum.diagnostics.apply.map_reconstruct`
+    (as :func:`spectrum_forward`, row ``i`` at ``z[i]``).
 
     Args:
         grid: Restframe grid ``(L_rest,)``.
@@ -345,7 +359,7 @@ def spectra_forward(grid: torch.Tensor, z: torch.Tensor, wave_obs: torch.Tensor)
     check_shape(zs, "z", (None,))
 
     def forward(x: torch.Tensor) -> torch.Tensor:
-        return resample_to_observed(x, grid, zs, wave_obs)[0]
+        return _line_spread(resample_to_observed(x, grid, zs, wave_obs)[0], lsf_sigma)
 
     return forward
 
@@ -359,6 +373,7 @@ def observe(
     seed: int = 0,
     grid: torch.Tensor | None = None,
     instrument: str | Instrument = "SDSS",
+    lsf_sigma: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Observe restframe spectra: redshift, resample onto ``wave_obs``, add Gaussian noise, mask.
 
@@ -378,6 +393,8 @@ def observe(
         seed: Seed of the noise.
         grid: Restframe grid ``(L_rest,)`` of ``x`` (default :func:`restframe_grid` ``(L_rest)``).
         instrument: Whose sky-mask rule ``sky_mask=True`` applies.
+        lsf_sigma: The instrument's Gaussian line spread, observed pixels (None: none; the
+            restframe spectra then carry the instrument's width, as :func:`draw_restframe`'s do).
 
     Returns:
         ``(y, weights)``, each ``(N, L_obs)`` in the dtype of ``x``.
@@ -392,6 +409,7 @@ def observe(
     if not torch.isfinite(noise).all() or (noise <= 0).any():
         raise ValueError("observe: noise must be finite and > 0 (weights are 1 / noise²)")
     model, valid = resample_to_observed(x, grid, z, wave_obs)
+    model = _line_spread(model, lsf_sigma)
     shape = model.shape
     noise = noise.expand(shape)
     gen = torch.Generator().manual_seed(seed)
@@ -455,6 +473,7 @@ def diagnose_spectra(
     map_config: MapConfig | None = None,
     fisher_config: FisherConfig | None = None,
     x0: torch.Tensor | None = None,
+    lsf_sigma: float | None = None,
 ) -> tuple[Diagnosis, torch.Tensor]:
     """MAP-reconstruct restframe spectra from observations, then their hallucination maps.
 
@@ -470,6 +489,8 @@ def diagnose_spectra(
         x0: Start of the reconstruction ``(N, L_rest)`` (default ones: the normalised level of
             :func:`restframe_spectra`; restframe pixels the data do not constrain stay there
             when ``λ = 0``).
+        lsf_sigma: The instrument's Gaussian line spread in observed pixels, in the forward model
+            (as in :func:`observe`).
 
     Returns:
         ``(diagnosis, coverage)``: reconstructions and maps ``(N, L_rest)``, and
@@ -484,8 +505,8 @@ def diagnose_spectra(
     mcfg = map_config or MapConfig()
     if x0 is None:
         x0 = torch.ones(len(y), len(grid))
-    x = map_reconstruct(y, w, spectra_forward(grid, z, wave_obs), prior, mcfg, x0=x0)
-    forwards = [spectrum_forward(grid, zi, wave_obs) for zi in z]
+    x = map_reconstruct(y, w, spectra_forward(grid, z, wave_obs, lsf_sigma), prior, mcfg, x0=x0)
+    forwards = [spectrum_forward(grid, zi, wave_obs, lsf_sigma) for zi in z]
     d = diagnose(x, w, forwards, prior, mcfg.prior_weight, fisher_config)
     return d, restframe_coverage(grid, z, wave_obs, w)
 

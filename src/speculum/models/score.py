@@ -2,7 +2,7 @@
 
 A :class:`ScoreNet` predicts the noise ``ε̂(x̃, σ)`` in ``x̃ = x + σ ε`` and returns the score of
 the noise-smoothed density, ``s(x, σ) = -ε̂(x, σ) / σ`` (denoising score matching, Vincent 2011;
-Song & Ermon 2019). Trained with :func:`dsm_loss` on ``σ`` log-uniform in
+Song & Ermon 2019). Trained with :func:`speculum.diagnostics.losses.dsm_loss` on ``σ`` log-uniform in
 ``[sigma_min, sigma_max]``, ``s(x, sigma_min)`` is the prior's score used by a MAP
 reconstruction and by the hallucination diagnostic. For Gaussian data ``N(0, Σ)`` the exact
 answer is ``s(x, σ) = -(Σ + σ² I)⁻¹ x``.
@@ -19,8 +19,6 @@ Example:
     >>> x = torch.randn(4, 16, 16)
     >>> net.score(x).shape, net(x, torch.full((4,), 0.1)).shape
     (torch.Size([4, 16, 16]), torch.Size([4, 16, 16]))
-    >>> dsm_loss(net, x).shape
-    torch.Size([4])
 """
 
 from __future__ import annotations
@@ -33,7 +31,7 @@ from torch import nn
 
 from speculum.models.registry import register_model
 
-__all__ = ["SCORE_ARCHS", "ScoreConfig", "ScoreNet", "dsm_loss"]
+__all__ = ["SCORE_ARCHS", "ScoreConfig", "ScoreNet"]
 
 SCORE_ARCHS = ("unet", "mlp")
 
@@ -213,23 +211,3 @@ class ScoreNet(nn.Module):
         s = self.config.sigma_min if sigma is None else float(sigma)
         sig = torch.full((len(x),), s, dtype=x.dtype, device=x.device)
         return -self(x, sig) / s
-
-
-def dsm_loss(net: ScoreNet, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Denoising score matching, per row: ``mean ||ε̂(x + σ ε, σ) - ε||²`` with ``σ`` log-uniform.
-
-    This is ``σ² ||s(x̃, σ) + ε/σ||²``, the usual weighting that gives every noise level equal say.
-
-    Args:
-        net: The score network.
-        x: Clean samples ``(N, *shape)``.
-
-    Returns:
-        ``(N,)`` losses.
-    """
-    cfg = net.config
-    u = torch.rand(len(x), generator=generator, dtype=x.dtype, device=x.device)
-    sigma = cfg.sigma_min * (cfg.sigma_max / cfg.sigma_min) ** u
-    eps = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-    noisy = x + sigma.reshape(-1, *([1] * (x.ndim - 1))) * eps
-    return (net(noisy, sigma) - eps).pow(2).flatten(1).mean(1)

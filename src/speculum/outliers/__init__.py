@@ -33,10 +33,10 @@ Example:
     [1, 2, 3]
 """
 
+from speculum.metrics import precision_at, roc_auc
 from speculum.outliers.apply import CATALOGUE_UNITS, FLAGS, OutlierModel, score
 from speculum.outliers.augment import redshift_augment, reobserve
 from speculum.outliers.config import LOSS_FORMS, InvarianceConfig
-from speculum.outliers.evaluate import precision_at, roc_auc
 from speculum.outliers.fit import encode, fit_flow, train
 from speculum.outliers.invariance import redshift_invariance
 from speculum.outliers.losses import OutlierMethod

@@ -3,15 +3,13 @@
 Used by ``benchmarks/outliers.py`` on simulated spectra with labelled anomalies. Every score
 here follows one convention: **higher = more anomalous** (pass ``-log_p`` for the flow).
 
-* :func:`roc_auc`, :func:`precision_at`: how well a score separates labelled anomalies;
+* :func:`speculum.metrics.roc_auc`, :func:`~speculum.metrics.precision_at`: how well a score
+  separates labelled anomalies (numpy only; imported here for the examples);
 * :func:`pca_residual`: the classic baseline, the reduced chi-square of the weighted
   least-squares fit of each observed spectrum by a restframe basis (e.g. the SDSS galaxy
   eigenspectra of Yip et al. 2004, :func:`read_yip_eigenspectra`) shifted to its redshift;
 * :func:`to_restframe` and :func:`fit_pca`: a PCA basis fitted to training spectra in
   their restframe (the baseline trained on the same data as the model).
-
-scikit-learn is imported only inside :func:`roc_auc` (it is in the ``test`` and ``bench``
-extras, not a runtime dependency).
 
 Example:
     >>> import numpy as np
@@ -27,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from speculum.metrics import precision_at, roc_auc
+from speculum.metrics import precision_at, roc_auc  # noqa: F401  (their home before speculum.metrics)
 
-__all__ = ["fit_pca", "pca_residual", "precision_at", "read_yip_eigenspectra", "roc_auc", "to_restframe"]
+__all__ = ["fit_pca", "pca_residual", "read_yip_eigenspectra", "to_restframe"]
 
 
 def read_yip_eigenspectra(path: str | Path, n_components: int | None = None) -> tuple[np.ndarray, np.ndarray]:

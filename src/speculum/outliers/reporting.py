@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from speculum.outliers.evaluate import roc_auc
+from speculum.metrics import roc_auc
 from speculum.report import register_sections
 from speculum.report.builder import figure_to_html, pyplot, table_to_html
 

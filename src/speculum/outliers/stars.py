@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from speculum.io import DataFormatError, ShardWriter, SpectraSet, read_results, write_results
-from speculum.outliers.evaluate import roc_auc
+from speculum.metrics import roc_auc
 from speculum.schema import spectra_columns
 from speculum.sim import GalaxySimulator, SimConfig, SimulatedSpectra
 from speculum.sim.stars import STAR_BLOCK_SIZE, StarConfig, StarSimulator
