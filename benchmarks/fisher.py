@@ -13,7 +13,10 @@ Figures (keys of ``--json``):
 * calibration (``speculum.diagnostics.calibration.hallucination_figures``): a U-Net score prior
   trained on barred galaxies reconstructs unbarred ones with a masked centre (radius 6 px);
   ``hallucination_auc`` (ROC AUC of ΔF for pixels whose error exceeds 6 noise σ), ``_r``
-  (of r), ``_mask`` (the mask alone, the baseline), ``_in_mask`` (masked pixels only);
+  (of r), ``_mask`` (the mask alone), ``_neg_fl`` (-F_L alone: the data's information without
+  the prior's), ``_in_mask`` / ``_r_in_mask`` (masked pixels only), ``_observed``;
+  ``bar_coefficient`` (how much of the bar the masked reconstruction holds), made-up
+  fractions; the same for the barred twins (``*_barred``) and with a half mask (``*_half_mask``);
 * cost: ``fl_closed_form_ms`` vs ``fl_jvp_columns_ms`` (exact F_L of a 32 x 32 image, interleaved
   repetitions, median and range), ``fisher_seconds_per_object`` (F_P by Hutchinson), and the
   float32 matmul peak of the same run (``matmul_gflops``).
@@ -22,7 +25,7 @@ Goals (issue 16): exact_max_rel_err <= 1e-6, hutchinson_rel_err <= 0.05, halluci
 
 Usage:
     python benchmarks/fisher.py --quick --json benchmarks/results/fisher-quick.json --figure fisher.png
-    python benchmarks/fisher.py            # full: 8,000 training galaxies, 15 epochs, 24 test galaxies, 1,000 probes
+    python benchmarks/fisher.py            # full: 8,000 training galaxies, 15 epochs, 24 test galaxies, 400 probes
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 SIZES = {
     "quick": dict(n_train=4000, epochs=10, n_test=12, probes=400, reps=5),
-    "full": dict(n_train=8000, epochs=15, n_test=24, probes=1000, reps=9),
+    "full": dict(n_train=8000, epochs=15, n_test=24, probes=400, reps=9),
 }
 GOALS = {"exact_max_rel_err": ("<=", 1e-6), "hutchinson_rel_err": ("<=", 0.05), "hallucination_auc": (">=", 0.8)}
 

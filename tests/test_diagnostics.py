@@ -159,11 +159,12 @@ def test_trained_score_network_recovers_gaussian_score_jacobian(tmp_path):
 @pytest.mark.slow
 def test_hallucination_calibration(tmp_path):
     """benchmarks/fisher.py --quick's calibration: ΔF ranks made-up pixels above the rest (AUC >= 0.8)
-    and better than the mask alone (measured: 0.863 vs 0.697; r within the mask 0.969)."""
+    and better than the mask alone (measured: 0.885 vs 0.746; r within the mask 0.974). The full run's
+    better prior gives 0.788: the issue's goal is not met there (README)."""
     pytest.importorskip("galsim", reason="galsim (the images extra) is not installed")
     from speculum.diagnostics.calibration import hallucination_figures
 
-    fig = hallucination_figures(tmp_path, n_train=4000, n_test=12, epochs=10, probes=200)
+    fig = hallucination_figures(tmp_path, n_train=4000, n_test=12, epochs=10, probes=400)
     assert fig["hallucination_auc"] >= 0.8
     assert fig["hallucination_auc"] > fig["hallucination_auc_mask"]
     assert fig["calibration_delta_negative_observed"] > 0.95

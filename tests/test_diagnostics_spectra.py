@@ -303,6 +303,15 @@ def test_line_spread_in_the_forward_model(grid, truth):
     assert torch.allclose(fwd(x), want, atol=1e-12)
     interior = slice(200, -200)
     assert want[0, interior].sum() == pytest.approx(plain[0, interior].sum().item(), rel=1e-3)
-    dense = torch.func.jacfwd(lambda v: fwd(v[None])[0])(x[0])  # (L_obs, L_rest)
+    # the dense operator from its two factors, built separately: resampling (L_obs, L_rest) and a
+    # Toeplitz matrix of the normalised kernel (L_obs, L_obs), zero beyond the edges
+    resample = torch.func.jacfwd(lambda v: resample_to_observed(v[None], grid, z, wave)[0][0])(x[0])
+    k = gaussian_kernel(1.5, dtype=torch.float64)
+    h, n = len(k) // 2, len(wave)
+    conv = torch.zeros(n, n, dtype=torch.float64)
+    for d in range(-h, h + 1):
+        conv += torch.diag(torch.full((n - abs(d),), float(k[h + d] / k.sum()), dtype=torch.float64), -d)
+    dense = conv @ resample
+    assert torch.allclose(dense @ x[0], want[0], atol=1e-10)
     fl = fisher_diag_likelihood(fwd, x[0], w[0])
     assert torch.allclose(fl, (dense.pow(2) * w[0][:, None]).sum(0), rtol=1e-10, atol=1e-6)

@@ -7,6 +7,18 @@ pixel the diagonal Fisher information of the likelihood (``F_L``) and of the pri
 Entry points: :func:`train_prior` (a score network by denoising score matching),
 :func:`map_reconstruct`, :func:`diagnose_images` / :func:`diagnose` (the maps), and the
 estimators in :mod:`speculum.diagnostics.fisher`.
+
+Example (end to end on the linear-Gaussian problem, whose prior score is exact: a MAP
+reconstruction of a half-masked image and its maps; the masked half is the prior's):
+    >>> import torch
+    >>> from speculum.diagnostics.gaussian import GaussianInpainting
+    >>> p = GaussianInpainting(size=8)
+    >>> x_true, y = p.sample(1)
+    >>> fl = fisher_diag_likelihood_psf(p.psf(), p.weights())
+    >>> fp = fisher_diag_prior(p.score, p.map_estimate(y)[0], method="exact")
+    >>> m = hallucination_map(fl, fp.diagonal)
+    >>> bool((m.delta[:, 6:] > 0).all()), bool((m.delta[:, :4] < 0).all())
+    (True, True)
 """
 
 from speculum.diagnostics.apply import (

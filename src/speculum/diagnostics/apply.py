@@ -140,7 +140,7 @@ def _prior_diagonals(x: torch.Tensor, prior: ScoreNet, prior_weight: float, conf
         out.append(est.diagonal)
         probes.append(est.probes)
         exact.append(est.exact)
-    return torch.stack(out), probes, exact
+    return torch.stack(out).cpu(), probes, exact  # maps live on the CPU, whatever device the prior uses
 
 
 def diagnose_images(
@@ -164,9 +164,9 @@ def diagnose_images(
         config: Estimator settings.
     """
     cfg = config or FisherConfig()
-    x = torch.as_tensor(x)
-    w = torch.as_tensor(weights, dtype=torch.float64).expand(x.shape)
-    fl = fisher_diag_likelihood_psf(torch.as_tensor(psf, dtype=torch.float64), w)
+    x = torch.as_tensor(x).detach().cpu()
+    w = torch.as_tensor(weights, dtype=torch.float64).cpu().expand(x.shape)
+    fl = fisher_diag_likelihood_psf(torch.as_tensor(psf, dtype=torch.float64).cpu(), w)
     fp, probes, exact = _prior_diagonals(x, prior, prior_weight, cfg)
     return Diagnosis(x.detach(), hallucination_map(fl, fp), prior_weight, probes, exact)
 
@@ -191,7 +191,7 @@ def diagnose(
     w = torch.as_tensor(weights, dtype=torch.float64)
     if len(w) != len(x):
         raise ValueError(f"diagnose: weights for {len(w)} objects, reconstructions of {len(x)}")
-    fl = torch.stack([fisher_diag_likelihood(f, x[i].to(torch.float64), w[i]) for i, f in enumerate(forwards)])
+    fl = torch.stack([fisher_diag_likelihood(f, x[i].to(torch.float64), w[i]) for i, f in enumerate(forwards)]).cpu()
     fp, probes, exact = _prior_diagonals(x, prior, prior_weight, cfg)
     return Diagnosis(x.detach(), hallucination_map(fl, fp), prior_weight, probes, exact)
 
@@ -204,11 +204,11 @@ def write_diagnosis(path: str | Path, diagnosis: Diagnosis, extra: dict[str, np.
         raise ValueError(f"{path}: hallucination maps are written as .npz")
     m = diagnosis.maps
     arrays = {
-        "reconstruction": diagnosis.reconstruction.numpy(),
-        "fisher_likelihood": m.fisher_likelihood.numpy(),
-        "fisher_prior": m.fisher_prior.numpy(),
-        "delta": m.delta.numpy(),
-        "prior_fraction": m.prior_fraction.numpy(),
+        "reconstruction": diagnosis.reconstruction.cpu().numpy(),
+        "fisher_likelihood": m.fisher_likelihood.cpu().numpy(),
+        "fisher_prior": m.fisher_prior.cpu().numpy(),
+        "delta": m.delta.cpu().numpy(),
+        "prior_fraction": m.prior_fraction.cpu().numpy(),
         "prior_weight": np.asarray(diagnosis.prior_weight),
         "probes": np.asarray(diagnosis.probes),
         "exact": np.asarray(diagnosis.exact, dtype=bool),

@@ -227,7 +227,7 @@ def fisher_diag_likelihood(
         ``(*S)`` in the dtype of ``x``.
     """
     x = _check_x(x, "fisher_diag_likelihood")
-    weights = torch.as_tensor(weights, dtype=x.dtype)
+    weights = torch.as_tensor(weights, dtype=x.dtype, device=x.device)
     if (weights < 0).any() or not torch.isfinite(weights).all():
         raise ValueError("fisher_diag_likelihood: weights must be finite inverse variances >= 0")
     with torch.no_grad():
@@ -257,6 +257,7 @@ def fisher_diag_likelihood(
 
         est = hutchinson_diagonal(gauss_newton, x.shape, x.dtype, max_probes, batch, rtol, generator, x.device)
         # F_L >= 0 by definition; a Hutchinson estimate of a tiny diagonal can come out negative
+        # (clamping biases those pixels' estimates upwards by at most their noise)
         return est.diagonal.clamp_min(0)
     raise ValueError(f"fisher_diag_likelihood: method must be 'exact' or 'hutchinson', got {method!r}")
 

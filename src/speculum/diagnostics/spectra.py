@@ -304,7 +304,7 @@ def _line_spread(model: torch.Tensor, lsf_sigma: float | None) -> torch.Tensor:
     """The instrument's line spread (a Gaussian of ``lsf_sigma`` observed pixels), when given."""
     if lsf_sigma is None:
         return model
-    return convolve_lsf(model, gaussian_kernel(lsf_sigma, dtype=model.dtype))
+    return convolve_lsf(model, gaussian_kernel(lsf_sigma, dtype=model.dtype).to(model.device))
 
 
 def spectrum_forward(
@@ -377,7 +377,8 @@ def observe(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Observe restframe spectra: redshift, resample onto ``wave_obs``, add Gaussian noise, mask.
 
-    ``y = resample_to_observed(x, grid, z, wave_obs)[0] + noise * ε`` on the observed pixels
+    ``y = LSF(resample_to_observed(x, grid, z, wave_obs)[0]) + noise * ε`` (the line spread only
+    with ``lsf_sigma``) on the observed pixels
     inside the redshifted restframe range (0 outside); ``weights = 1 / noise²`` there, 0
     outside the range and, with ``sky_mask``, 0 on pixels near bright sky lines (which keep
     their noisy flux, as a pipeline's masked pixels do).
@@ -490,7 +491,9 @@ def diagnose_spectra(
             :func:`restframe_spectra`; restframe pixels the data do not constrain stay there
             when ``λ = 0``).
         lsf_sigma: The instrument's Gaussian line spread in observed pixels, in the forward model
-            (as in :func:`observe`).
+            (as in :func:`observe`). The returned ``coverage`` ignores it: with a line spread,
+            ``F_L > 0`` reaches a few kernel widths beyond the covered pixels (and under masked
+            sky lines), so read ``F_L`` itself where that matters.
 
     Returns:
         ``(diagnosis, coverage)``: reconstructions and maps ``(N, L_rest)``, and
