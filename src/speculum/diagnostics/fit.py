@@ -13,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import torch
 from speculum.diagnostics.losses import dsm_loss
 from speculum.models.score import ScoreConfig, ScoreNet
 from speculum.train.checkpoint import load_model, save_model
+from speculum.train.sources import holdout_split
 from speculum.train.trainer import LossMethod, TrainConfig, Trainer
 
 __all__ = ["PRIOR_NAME", "train_prior"]
@@ -70,14 +70,7 @@ def train_prior(
         raise ValueError(f"x: {int((~torch.isfinite(x)).flatten(1).any(1).sum())} samples with NaN or inf values")
     tcfg = train_config or TrainConfig(epochs=30, batch_size=64, lr=2e-3, patience=5, precision="fp32")
     run_dir = Path(run_dir)
-    gen = torch.Generator().manual_seed(tcfg.seed)
-    order = torch.randperm(len(x), generator=gen)
-    n_val = int(round(val_fraction * len(x)))
-    rows = x[order]
-    train = {"x": rows[: len(x) - n_val]}
-    val = {"x": rows[len(x) - n_val :]} if n_val else None
-    if len(train["x"]) < 2:
-        raise ValueError(f"x: {len(x)} samples leave {len(train['x'])} for training; need at least 2")
+    train, val, digest = holdout_split({"x": x}, val_fraction, tcfg.seed, what="samples")
     with torch.random.fork_rng():
         torch.manual_seed(tcfg.seed)
         net = ScoreNet(config)
@@ -89,7 +82,7 @@ def train_prior(
         config=tcfg,
         run_dir=run_dir,
         metadata={"score_config": config.to_dict()},
-        identity={"rows": hashlib.sha256(rows.numpy().tobytes()).hexdigest()[:16], "val_fraction": val_fraction},
+        identity={"rows": digest, "val_fraction": val_fraction},
         on_best=lambda _: save_model(net, out),
         progress=progress,
     )

@@ -24,6 +24,7 @@ import torch
 
 from speculum.models.flow import DensityFlow, FlowConfig
 from speculum.train.checkpoint import load_model, save_model
+from speculum.train.sources import holdout_split
 from speculum.train.trainer import LossMethod, TrainConfig, Trainer
 
 __all__ = ["FLOW_NAME", "fit_flow"]
@@ -43,17 +44,6 @@ def _one_thread():
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def _digest(rows: dict[str, torch.Tensor]) -> str:
-    """SHA-256 of the training rows: a resume must see the same vectors, not only as many."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for name in sorted(rows):
-        h.update(name.encode())
-        h.update(rows[name].contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 def _nll(flow: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -103,16 +93,10 @@ def fit_flow(
     tcfg = train_config or TrainConfig(epochs=100, batch_size=256, lr=1e-3, patience=10, precision="fp32")
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / FLOW_NAME
-    gen = torch.Generator().manual_seed(tcfg.seed)
-    order = torch.randperm(len(x), generator=gen)
-    n_val = int(round(val_fraction * len(x)))
-    rows = {"x": x[order]}
+    rows = {"x": x}
     if context is not None:
-        rows["context"] = torch.as_tensor(context, dtype=torch.float32)[order]
-    train = {k: v[: len(x) - n_val] for k, v in rows.items()}
-    val = {k: v[len(x) - n_val :] for k, v in rows.items()} if n_val else None
-    if len(train["x"]) < 2:
-        raise ValueError(f"x: {len(x)} rows leave {len(train['x'])} for training; need at least 2")
+        rows["context"] = torch.as_tensor(context, dtype=torch.float32)
+    train, val, digest = holdout_split(rows, val_fraction, tcfg.seed)
     with torch.random.fork_rng():  # the initial weights from the seed, without touching the caller's RNG
         torch.manual_seed(tcfg.seed)
         flow = DensityFlow(config)
@@ -123,7 +107,7 @@ def fit_flow(
         config=tcfg,
         run_dir=run_dir,
         metadata={"flow_config": config.to_dict()},
-        identity={"rows": _digest(rows), "val_fraction": val_fraction, **(identity or {})},
+        identity={"rows": digest, "val_fraction": val_fraction, **(identity or {})},
         on_best=lambda _: save_model(flow, out),
         progress=progress,
     )

@@ -14,7 +14,7 @@ import torch
 
 from speculum._runtime import rank_world
 
-__all__ = ["BatchSource", "DrawBatches", "InMemoryBatches"]
+__all__ = ["BatchSource", "DrawBatches", "InMemoryBatches", "holdout_split"]
 
 
 class BatchSource:
@@ -164,3 +164,40 @@ class DrawBatches(BatchSource):
                 if len(col) != self.batch_size:
                     raise ValueError(f"draw_fn: column {name!r} has {len(col)} rows, expected {self.batch_size}")
             yield {k: v[self.rank :: self.world] for k, v in cols.items()}, self.batch_size
+
+
+def holdout_split(
+    rows: dict[str, torch.Tensor], val_fraction: float, seed: int, what: str = "rows"
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None, str]:
+    """Shuffle in-memory rows with ``seed`` and hold out the last ``val_fraction`` for validation.
+
+    One helper for the trainers of flows and score priors (and any method fitting rows it holds).
+
+    Args:
+        rows: Equal-length tensors by name (the first dimension indexes rows).
+        val_fraction: Held-out fraction (0: none).
+        seed: Seed of the shuffle.
+        what: How the rows are named in errors.
+
+    Returns:
+        ``(train, val, digest)``: the training rows, the held-out rows (``None`` when none) and a
+        SHA-256 digest of the shuffled rows (a resume must see the same values, not only as many).
+
+    Raises:
+        ValueError: Fewer than 2 rows remain for training.
+    """
+    import hashlib
+
+    n = len(next(iter(rows.values())))
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_val = int(round(val_fraction * n))
+    shuffled = {k: v[order] for k, v in rows.items()}
+    if n - n_val < 2:
+        raise ValueError(f"x: {n} {what} leave {n - n_val} for training; need at least 2")
+    h = hashlib.sha256()
+    for name in sorted(shuffled):
+        h.update(name.encode())
+        h.update(shuffled[name].contiguous().numpy().tobytes())
+    train = {k: v[: n - n_val] for k, v in shuffled.items()}
+    val = {k: v[n - n_val :] for k, v in shuffled.items()} if n_val else None
+    return train, val, h.hexdigest()[:16]
