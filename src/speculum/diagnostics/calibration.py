@@ -96,9 +96,17 @@ def gaussian_figures(problem: GaussianInpainting | None = None, probes: int = 20
     }
 
 
-def score_jacobian_figures(run_dir: str | Path, n: int = 20_000, sigma: float = 0.3, epochs: int = 20) -> dict:
-    """Train an MLP score network on ``N(0, Σ)`` (8 × 8 squared-exponential) at one noise level ``σ``;
-    compare ``-diag ∂s/∂x`` at three samples with the exact ``diag (Σ + σ² I)⁻¹``.
+def score_jacobian_figures(
+    run_dir: str | Path,
+    n: int = 20_000,
+    sigma: float = 0.3,
+    epochs: int = 20,
+    arch: str = "mlp",
+    channels: int = 128,
+    levels: int = 2,
+) -> dict:
+    """Train a score network (default: the MLP) on ``N(0, Σ)`` (8 × 8 squared-exponential) at one noise
+    level ``σ``; compare ``-diag ∂s/∂x`` at three samples with the exact ``diag (Σ + σ² I)⁻¹``.
 
     Returns:
         ``score_jacobian_rel_err`` (max over pixels and samples) and ``_median``, ``train_seconds``.
@@ -109,7 +117,7 @@ def score_jacobian_figures(run_dir: str | Path, n: int = 20_000, sigma: float = 
 
     p = GaussianInpainting(size=8)
     x, _ = p.sample(n, torch.Generator().manual_seed(1))
-    cfg = ScoreConfig(shape=(8, 8), arch="mlp", channels=128, levels=2, sigma_min=sigma, sigma_max=sigma)
+    cfg = ScoreConfig(shape=(8, 8), arch=arch, channels=channels, levels=levels, sigma_min=sigma, sigma_max=sigma)
     t0 = time.perf_counter()
     net, _ = train_prior(x.float(), run_dir, cfg, TrainConfig(epochs=epochs, batch_size=256, lr=2e-3, patience=0))
     seconds = time.perf_counter() - t0
